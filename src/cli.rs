@@ -1,0 +1,276 @@
+//! The command line: clap structs, then [`TrainArgs::into_config`] turns raw flags into a checked
+//! [`TrainConfig`] before any work starts. [`run`] is `main` without the exit.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::optim::Sgd;
+use crate::output::progress::Mode;
+use crate::run::{TrainConfig, run_train};
+use crate::spec::NetSpec;
+use crate::train::Settings;
+
+/// The report's headline network, MLP1_ReLU_CE.
+pub const DEFAULT_LAYER: &str = "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01";
+pub const DEFAULT_SEED: u64 = 2019;
+
+const TRAIN_EXAMPLES: &str = "\
+Examples:
+  # The report's MLP1_ReLU_CE (the default network), 50 epochs, into runs/MLP1_ReLU_CE/
+  mlp train
+
+  # A quick look: two epochs
+  mlp train --max-epoch 2
+
+  # MLP2_ReLU_ReLU_MSE from the report's Appendix A, under its Table 3 name
+  mlp train --loss mse --name MLP2_ReLU_ReLU_MSE --layer \"linear,fc1,784,500,0.01; relu,relu1;
+    linear,fc2,500,256,0.01; relu,relu2; linear,fc3,256,10,0.01; relu,relu3\"
+
+  # Fashion-MNIST (same four file names) with another seed
+  mlp train --data ~/fashion-mnist --seed 7 --out runs/fashion-mlp1
+
+Layer spec (the report's -layer grammar): layers separated by ';' or newlines, fields by ','
+  linear,NAME,IN,OUT,STD    fully connected, weights ~ N(0, STD^2), biases 0
+  relu,NAME                 max(x, 0)
+  sigmoid,NAME              1 / (1 + e^-x)
+
+Output folder: metrics.csv (step,epoch,split,lr,loss,acc,time_s), summary.csv, config.json.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mlp",
+    version,
+    about = "Train multilayer perceptrons on MNIST-style data from a one-line layer spec",
+    long_about = "Train multilayer perceptrons on MNIST-style data from a one-line layer spec, with SGD, \
+                  momentum and weight decay, leaving CSV curves and a summary in a run folder."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network and write metrics.csv, summary.csv and config.json into its run folder
+    #[command(after_help = TRAIN_EXAMPLES)]
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The network, e.g. "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01"
+    /// (also accepted as the report's -layer)
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_LAYER)]
+    pub layer: String,
+
+    /// Loss: ce (softmax cross-entropy, alias softmax_ce) or mse (alias euclidean)
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Loss::SoftmaxCe, hide_possible_values = true)]
+    pub loss: Loss,
+
+    /// Learning rate
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+
+    /// L2 weight decay, applied to weights and biases
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f32,
+
+    /// Momentum, in [0, 1)
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+
+    /// Samples per training batch; the last batch of an epoch may be smaller
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub batch_size: usize,
+
+    /// Number of epochs
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub max_epoch: usize,
+
+    /// Log the mean batch loss and accuracy every N iterations (and flush metrics.csv)
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub disp_freq: usize,
+
+    /// Evaluate the whole test set every N epochs, and after the last
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub test_epoch: usize,
+
+    /// Seeds the initial weights and the shuffling: the same seed gives the same numbers
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
+    /// t10k-labels-idx1-ubyte, each plain or .gz [default: the bundled data/]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Run name [default: from the spec and loss, in the report's style: AffNet_CE, MLP1_ReLU_CE,
+    /// MLP2_Sigmoid_Sigmoid_MSE, ...]
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Run folder [default: runs/NAME]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace a run already in the output folder
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// No progress on stderr; the final summary line still goes to stdout
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// Checks every flag and the spec's own consistency; data-dependent checks follow once data is loaded.
+    pub fn into_config(self, command: Vec<String>) -> Result<TrainConfig> {
+        let spec: NetSpec = self.layer.parse()?;
+        check_finite("--lr", self.lr, self.lr >= 0.0, "a number >= 0")?;
+        check_finite(
+            "--weight-decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "a number >= 0",
+        )?;
+        check_finite(
+            "--momentum",
+            self.momentum,
+            (0.0..1.0).contains(&self.momentum),
+            "a number in [0, 1)",
+        )?;
+        for (flag, value) in [
+            ("--batch-size", self.batch_size),
+            ("--max-epoch", self.max_epoch),
+            ("--disp-freq", self.disp_freq),
+            ("--test-epoch", self.test_epoch),
+        ] {
+            if value == 0 {
+                return Err(Error::usage(flag, "must be at least 1, got 0"));
+            }
+        }
+        let name = self
+            .name
+            .unwrap_or_else(|| spec.derived_name(self.loss.tag()));
+        if name.trim().is_empty() {
+            return Err(Error::usage("--name", "must not be empty"));
+        }
+        let out_dir = self.out.unwrap_or_else(|| Path::new("runs").join(&name));
+        Ok(TrainConfig {
+            spec,
+            settings: Settings {
+                loss: self.loss,
+                sgd: Sgd {
+                    lr: self.lr,
+                    momentum: self.momentum,
+                    weight_decay: self.weight_decay,
+                },
+                batch_size: self.batch_size,
+                max_epoch: self.max_epoch,
+                test_epoch: self.test_epoch,
+                seed: self.seed,
+            },
+            disp_freq: self.disp_freq,
+            data_dir: self.data.unwrap_or_else(default_data_dir),
+            out_dir,
+            name,
+            overwrite: self.overwrite,
+            progress: Mode::detect(self.quiet),
+            command,
+        })
+    }
+}
+
+fn check_finite(flag: &'static str, value: f32, in_range: bool, expected: &str) -> Result<()> {
+    if value.is_finite() && in_range {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            flag,
+            format!("must be {expected}, got {value}"),
+        ))
+    }
+}
+
+/// `./data` when it holds the training images, else the `data/` bundled in this crate's source tree.
+pub fn default_data_dir() -> PathBuf {
+    let local = PathBuf::from("data");
+    let has_images = |dir: &Path| crate::data::find(dir, crate::data::TRAIN_IMAGES).is_ok();
+    if has_images(&local) {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// Accepts the report's single-dash `-layer` (and `-layer=SPEC`) as `--layer`.
+fn normalise_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|arg| match arg.to_str() {
+            Some("-layer") => "--layer".into(),
+            Some(s) if s.starts_with("-layer=") => format!("-{s}").into(),
+            _ => arg,
+        })
+        .collect()
+}
+
+/// Parses `args` (program name first) and runs the command. Returns the process exit code; errors are
+/// printed here as one line.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let args = normalise_args(args);
+    let command: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            report_clap_error(&e);
+            return 2;
+        }
+    };
+    let result = match cli.command {
+        Command::Train(train_args) => train_args.into_config(command).and_then(|cfg| {
+            let outcome = run_train(&cfg)?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {} epochs in {:.1} s -> {}",
+                cfg.name,
+                outcome.train_loss,
+                outcome.train_acc,
+                outcome.test_loss,
+                outcome.test_acc,
+                cfg.settings.max_epoch,
+                outcome.train_time_s,
+                cfg.out_dir.display()
+            );
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// clap's message is several lines (error, usage, hint); keep the first and point at --help.
+fn report_clap_error(e: &clap::Error) {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error: bad arguments");
+    let _ = writeln!(std::io::stderr(), "{first} (see 'mlp --help')");
+}

@@ -1,0 +1,133 @@
+//! Element-wise activations, report eq. 2-4. Parameter-free layers, as in the report.
+//!
+//! - ReLU:    `out = max(x, 0)`,          `dinp = dout ⊙ [out > 0]`
+//! - Sigmoid: `out = 1 / (1 + e^(-x))`,   `dinp = dout ⊙ out ⊙ (1 - out)`
+//!
+//! Both derivatives are read from the output, so backward needs no copy of the input.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+
+use super::Layer;
+
+pub struct Relu {
+    name: String,
+}
+
+impl Relu {
+    pub fn new(name: &str) -> Self {
+        Relu {
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Layer for Relu {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn out_width(&self, inp: usize) -> usize {
+        inp
+    }
+
+    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+        Zip::from(out).and(inp).for_each(|o, &x| *o = x.max(0.0));
+    }
+
+    fn backward(
+        &mut self,
+        _inp: ArrayView2<f32>,
+        out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        dinp: Option<ArrayViewMut2<f32>>,
+    ) {
+        if let Some(dinp) = dinp {
+            Zip::from(dinp)
+                .and(out)
+                .and(dout)
+                .for_each(|d, &o, &g| *d = if o > 0.0 { g } else { 0.0 });
+        }
+    }
+}
+
+pub struct Sigmoid {
+    name: String,
+}
+
+impl Sigmoid {
+    pub fn new(name: &str) -> Self {
+        Sigmoid {
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Layer for Sigmoid {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn out_width(&self, inp: usize) -> usize {
+        inp
+    }
+
+    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+        Zip::from(out)
+            .and(inp)
+            .for_each(|o, &x| *o = 1.0 / (1.0 + (-x).exp()));
+    }
+
+    fn backward(
+        &mut self,
+        _inp: ArrayView2<f32>,
+        out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        dinp: Option<ArrayViewMut2<f32>>,
+    ) {
+        if let Some(dinp) = dinp {
+            Zip::from(dinp)
+                .and(out)
+                .and(dout)
+                .for_each(|d, &o, &g| *d = g * o * (1.0 - o));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::gradcheck;
+    use ndarray::{Array2, array};
+
+    /// Inputs kept away from 0, where ReLU has no derivative and finite differences straddle the kink.
+    fn input() -> Array2<f32> {
+        Array2::from_shape_fn((4, 5), |(i, j)| {
+            (i as f32 - 1.5) * 0.9 + (j as f32 - 2.0) * 0.37 + 0.05
+        })
+    }
+
+    #[test]
+    fn relu_values_and_gradient() {
+        let relu = Relu::new("r");
+        let mut out = Array2::zeros((1, 3));
+        relu.forward(array![[-2.0, 0.0, 3.0]].view(), out.view_mut());
+        assert_eq!(out, array![[0.0, 0.0, 3.0]]);
+        let x = input();
+        assert!(
+            x.iter().all(|v| v.abs() > 0.02),
+            "probe input too close to the kink"
+        );
+        gradcheck::check(&mut Relu::new("r"), &x, 1e-3);
+    }
+
+    #[test]
+    fn sigmoid_values_and_gradient() {
+        let sigmoid = Sigmoid::new("s");
+        let mut out = Array2::zeros((1, 3));
+        sigmoid.forward(array![[0.0, 2.0, -40.0]].view(), out.view_mut());
+        assert_eq!(out[[0, 0]], 0.5);
+        assert!((out[[0, 1]] - 0.880_797).abs() < 1e-6);
+        assert!(out[[0, 2]] >= 0.0 && out[[0, 2]] < 1e-17);
+        gradcheck::check(&mut Sigmoid::new("s"), &input(), 1e-3);
+    }
+}

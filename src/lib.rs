@@ -1,0 +1,22 @@
+//! `mlp`: multilayer perceptrons on MNIST-style data, from a one-line layer spec, trained with SGD,
+//! momentum and weight decay exactly as the reference framework of the course report does.
+//!
+//! The dependency direction is one way: `cli` → `run` → `train` → `network` → `layers` / `loss` /
+//! `optim`, with `data` and `idx` below `train` and `output` beside `run`.
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod idx;
+pub mod layers;
+pub mod loss;
+pub mod network;
+pub mod optim;
+pub mod output;
+pub mod run;
+pub mod spec;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use loss::Loss;
+pub use spec::NetSpec;

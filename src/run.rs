@@ -1,0 +1,204 @@
+//! `mlp train` from a checked configuration to the files of a run folder:
+//!
+//! - `config.json`: every setting (written first, rewritten with the final status);
+//! - `metrics.csv`: a row per iteration and per test evaluation, flushed every `disp_freq` iterations;
+//! - `summary.csv`: the run's Table 3 row, written when it ends.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::output::config::RunConfig;
+use crate::output::metrics::MetricsWriter;
+use crate::output::progress::{Mode, Progress};
+use crate::output::summary::{Status, Summary, write_summary};
+use crate::output::write_atomically;
+use crate::spec::NetSpec;
+use crate::train::{Observer, Outcome, Settings, StepRecord, TestRecord, train};
+
+pub const METRICS_FILE: &str = "metrics.csv";
+pub const SUMMARY_FILE: &str = "summary.csv";
+pub const CONFIG_FILE: &str = "config.json";
+
+/// A validated `mlp train` invocation.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub spec: NetSpec,
+    pub settings: Settings,
+    pub disp_freq: usize,
+    pub data_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub name: String,
+    pub overwrite: bool,
+    pub progress: Mode,
+    /// The command line, recorded in `config.json`.
+    pub command: Vec<String>,
+}
+
+/// Loads the data, checks the spec against it, trains, and leaves the run's files in `out_dir`.
+pub fn run_train(cfg: &TrainConfig) -> Result<Outcome> {
+    let data = Dataset::load(&cfg.data_dir)?;
+    cfg.spec.check_data(data.input_width(), data.classes)?;
+    if cfg.settings.batch_size > data.train.len() {
+        return Err(Error::usage(
+            "--batch-size",
+            format!(
+                "{} is larger than the {} training images in {}",
+                cfg.settings.batch_size,
+                data.train.len(),
+                cfg.data_dir.display()
+            ),
+        ));
+    }
+    prepare_folder(&cfg.out_dir, cfg.overwrite)?;
+    write_config(cfg, Status::Running)?;
+
+    let metrics_path = cfg.out_dir.join(METRICS_FILE);
+    let file = File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let metrics =
+        MetricsWriter::new(BufWriter::new(file)).map_err(|e| Error::io(&metrics_path, e.into()))?;
+    let mut observer = RunObserver {
+        metrics,
+        metrics_path,
+        progress: Progress::new(cfg.progress, cfg.disp_freq, cfg.settings.max_epoch),
+        disp_freq: cfg.disp_freq,
+    };
+    let outcome = train(&cfg.spec, &cfg.settings, &data, &mut observer);
+    observer.progress.finish();
+    let flushed = observer
+        .metrics
+        .flush()
+        .map_err(|e| Error::io(&observer.metrics_path, e));
+    let outcome = outcome?;
+    flushed?;
+
+    write_summary_file(cfg, &outcome)?;
+    write_config(cfg, Status::Completed)?;
+    Ok(outcome)
+}
+
+/// Creates `dir`; refuses one that already holds a run unless `overwrite`, which removes its files.
+fn prepare_folder(dir: &Path, overwrite: bool) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let existing: Vec<&str> = [SUMMARY_FILE, METRICS_FILE]
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        let what = if existing.contains(&SUMMARY_FILE) {
+            "a finished run"
+        } else {
+            "an unfinished run"
+        };
+        return Err(Error::OutputExists {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "already holds {what} ({}); pass --overwrite to replace it, or --name/--out to train elsewhere",
+                existing.join(", ")
+            ),
+        });
+    }
+    for file in [SUMMARY_FILE, METRICS_FILE, CONFIG_FILE] {
+        let path = dir.join(file);
+        if path.exists() {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
+    let s = &cfg.settings;
+    let config = RunConfig {
+        tool: "mlp",
+        version: env!("CARGO_PKG_VERSION"),
+        name: cfg.name.clone(),
+        status,
+        layer: cfg.spec.to_string(),
+        loss: s.loss,
+        lr: s.sgd.lr,
+        weight_decay: s.sgd.weight_decay,
+        momentum: s.sgd.momentum,
+        batch_size: s.batch_size,
+        max_epoch: s.max_epoch,
+        disp_freq: cfg.disp_freq,
+        test_epoch: s.test_epoch,
+        seed: s.seed,
+        data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
+        out: cfg.out_dir.clone(),
+        command: cfg.command.clone(),
+    };
+    write_atomically(&cfg.out_dir.join(CONFIG_FILE), |w| {
+        serde_json::to_writer_pretty(&mut *w, &config)?;
+        writeln!(w)
+    })
+}
+
+fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
+    let s = &cfg.settings;
+    let summary = Summary {
+        name: cfg.name.clone(),
+        status: Status::Completed,
+        loss: s.loss,
+        layer: cfg.spec.to_string(),
+        lr: s.sgd.lr,
+        weight_decay: s.sgd.weight_decay,
+        momentum: s.sgd.momentum,
+        batch_size: s.batch_size,
+        max_epoch: s.max_epoch,
+        seed: s.seed,
+        steps: outcome.steps,
+        train_loss: outcome.train_loss,
+        train_acc: outcome.train_acc,
+        test_loss: outcome.test_loss,
+        test_acc: outcome.test_acc,
+        train_time_s: outcome.train_time_s,
+    };
+    write_atomically(&cfg.out_dir.join(SUMMARY_FILE), |w| {
+        write_summary(w, &summary).map_err(Into::into)
+    })
+}
+
+struct RunObserver {
+    metrics: MetricsWriter<BufWriter<File>>,
+    metrics_path: PathBuf,
+    progress: Progress,
+    disp_freq: usize,
+}
+
+impl RunObserver {
+    fn fail(&self, e: csv::Error) -> Error {
+        Error::io(&self.metrics_path, e.into())
+    }
+}
+
+impl Observer for RunObserver {
+    fn epoch_started(&mut self, epoch: usize, iters_per_epoch: usize) {
+        self.progress.epoch_started(epoch, iters_per_epoch);
+    }
+
+    fn step(&mut self, record: &StepRecord) -> Result<()> {
+        self.metrics.train(record).map_err(|e| self.fail(e))?;
+        if record.step.is_multiple_of(self.disp_freq) {
+            self.metrics
+                .flush()
+                .map_err(|e| Error::io(&self.metrics_path, e))?;
+        }
+        self.progress.step(record);
+        Ok(())
+    }
+
+    fn tested(&mut self, record: &TestRecord) -> Result<()> {
+        self.metrics.test(record).map_err(|e| self.fail(e))?;
+        self.metrics
+            .flush()
+            .map_err(|e| Error::io(&self.metrics_path, e))?;
+        self.progress.tested(record);
+        Ok(())
+    }
+}
