@@ -57,7 +57,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a network and write metrics.csv, summary.csv and config.json into its run folder
-    #[command(after_help = TRAIN_EXAMPLES)]
+    ///
+    /// A flag given twice takes its last value, so scripts can append overrides.
+    #[command(after_help = TRAIN_EXAMPLES, args_override_self = true)]
     Train(TrainArgs),
 }
 
@@ -73,35 +75,55 @@ pub struct TrainArgs {
     pub loss: Loss,
 
     /// Learning rate
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.01)]
     pub lr: f32,
 
     /// L2 weight decay, applied to weights and biases
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 5e-4)]
     pub weight_decay: f32,
 
     /// Momentum, in [0, 1)
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.9)]
     pub momentum: f32,
 
     /// Samples per training batch; the last batch of an epoch may be smaller
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 100
+    )]
     pub batch_size: usize,
 
     /// Number of epochs
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 50
+    )]
     pub max_epoch: usize,
 
     /// Log the mean batch loss and accuracy every N iterations (and flush metrics.csv)
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 50
+    )]
     pub disp_freq: usize,
 
     /// Evaluate the whole test set every N epochs, and after the last
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 1
+    )]
     pub test_epoch: usize,
 
     /// Seeds the initial weights and the shuffling: the same seed gives the same numbers
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 
     /// Folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and

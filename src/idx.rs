@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 /// The element type code of unsigned bytes, the only one MNIST-style data uses.
 const UBYTE: u8 = 0x08;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const GZIP_CORRUPT: &str = "gzip data is corrupt";
 
 /// A decoded IDX array of unsigned bytes, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,15 @@ pub fn read_idx(path: &Path, want_dims: u8) -> Result<IdxArray> {
 /// Decodes an IDX file's bytes (gzipped or plain); the error says what is wrong with them.
 pub fn decode(raw: &[u8], want_dims: u8) -> Result<IdxArray, String> {
     if raw.starts_with(&GZIP_MAGIC) {
-        decode_stream(MultiGzDecoder::new(raw), want_dims, "gzip data is corrupt")
+        let mut gz = MultiGzDecoder::new(raw);
+        decode_stream(&mut gz, want_dims, GZIP_CORRUPT).map_err(|problem| {
+            // Corruption shows only at the checksum at the end; bytes read before it may have looked like
+            // a malformed header. Finish the stream so that the real cause is reported.
+            match io::copy(&mut gz, &mut io::sink()) {
+                Err(e) if !problem.starts_with(GZIP_CORRUPT) => format!("{GZIP_CORRUPT}: {e}"),
+                _ => problem,
+            }
+        })
     } else {
         decode_stream(raw, want_dims, "read failed")
     }

@@ -50,6 +50,10 @@ impl Network {
         self.layers.iter().flat_map(|l| l.params())
     }
 
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut())
+    }
+
     /// Runs the batch `x` through every layer and returns the network's output (a view of its buffer).
     pub fn forward(&mut self, x: ArrayView2<f32>) -> ArrayView2<'_, f32> {
         let n = x.nrows();
@@ -113,10 +117,8 @@ impl Network {
 
     /// Applies one SGD step to every parameter.
     pub fn update(&mut self, sgd: &Sgd) {
-        for layer in &mut self.layers {
-            for param in layer.params_mut() {
-                sgd.step(param);
-            }
+        for param in self.params_mut() {
+            sgd.step(param);
         }
     }
 

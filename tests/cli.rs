@@ -1,0 +1,453 @@
+//! The real binary, end to end: on the bundled MNIST and on small data sets written by the tests.
+
+mod common;
+
+use std::fs;
+
+use common::{mlp, mnist_dir, read_csv, stderr, stdout, write_toy_dataset};
+
+const HEADER: [&str; 7] = ["step", "epoch", "split", "lr", "loss", "acc", "time_s"];
+
+#[test]
+fn one_epoch_of_the_default_network_on_mnist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mlp(
+        dir.path(),
+        &[
+            "train",
+            "--max-epoch",
+            "1",
+            "--data",
+            mnist_dir().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The default name and folder follow the report.
+    let run = dir.path().join("runs/MLP1_ReLU_CE");
+    let (header, rows) = read_csv(&run.join("metrics.csv"));
+    assert_eq!(header, HEADER);
+    let train_rows = rows.iter().filter(|r| r[2] == "train").count();
+    let test_rows: Vec<_> = rows.iter().filter(|r| r[2] == "test").collect();
+    assert_eq!((train_rows, test_rows.len()), (600, 1));
+    assert!(
+        rows.iter().all(|r| r.iter().all(|cell| !cell.is_empty())),
+        "no empty cells"
+    );
+    assert_eq!(
+        (test_rows[0][0].as_str(), test_rows[0][1].as_str()),
+        ("600", "1")
+    );
+    let test_acc: f64 = test_rows[0][5].parse().unwrap();
+    assert!(test_acc >= 0.90, "test accuracy after one epoch {test_acc}");
+
+    let (sheader, summary) = read_csv(&run.join("summary.csv"));
+    assert_eq!(summary.len(), 1);
+    let col = |name: &str| summary[0][sheader.iter().position(|h| h == name).unwrap()].clone();
+    assert_eq!(col("name"), "MLP1_ReLU_CE");
+    assert_eq!(col("status"), "completed");
+    assert_eq!(col("test_acc"), test_rows[0][5]);
+    let config = fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(
+        config
+            .contains("\"layer\": \"linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01\""),
+        "{config}"
+    );
+    assert!(config.contains("\"status\": \"completed\""), "{config}");
+    assert!(
+        stdout(&out).starts_with("MLP1_ReLU_CE: train loss "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("[epoch 1/1] Testing, total mean loss"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_same_seed_twice_gives_identical_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run = |name: &str| {
+        let spec = "linear,fc1,784,64,0.01; sigmoid,s1; linear,fc2,64,10,0.01";
+        let args = [
+            "train",
+            "-q",
+            "--max-epoch",
+            "1",
+            "--seed",
+            "5",
+            "--layer",
+            spec,
+            "--name",
+            name,
+        ];
+        let out = mlp(
+            dir.path(),
+            &[&args[..], &["--data", data.to_str().unwrap()]].concat(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (_, rows) = read_csv(&dir.path().join("runs").join(name).join("metrics.csv"));
+        rows.into_iter()
+            .map(|r| (r[0].clone(), r[2].clone(), r[4].clone(), r[5].clone()))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (run("a"), run("b"));
+    assert_eq!(a.len(), 601);
+    assert_eq!(a, b);
+}
+
+/// Every network of the report's Table 3 trains for an epoch and learns something; sizes are the
+/// report's, the data is MNIST's first 6,000 training images to keep the suite short.
+#[test]
+fn every_table_3_network_trains_one_epoch() {
+    let specs = [
+        ("AffNet_MSE", "mse", "linear,fc,784,10,0.01"),
+        ("AffNet_CE", "ce", "linear,fc,784,10,0.01"),
+        (
+            "MLP1_ReLU_CE",
+            "ce",
+            "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01",
+        ),
+        (
+            "MLP1_Sigmoid_CE",
+            "ce",
+            "linear,fc1,784,256,0.01; sigmoid,sg1; linear,fc2,256,10,0.01",
+        ),
+        (
+            "MLP1_Sigmoid_MSE",
+            "mse",
+            "linear,fc1,784,256,0.01; sigmoid,sg1; linear,fc2,256,10,0.01",
+        ),
+        (
+            "MLP1_ReLU_ReLU_MSE",
+            "mse",
+            "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01; relu,relu2",
+        ),
+        (
+            "MLP1_ReLU_Sig_MSE",
+            "mse",
+            "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01; sigmoid,sg1",
+        ),
+        (
+            "MLP1_Sig_Sig_MSE",
+            "mse",
+            "linear,fc1,784,256,0.01; sigmoid,sg1; linear,fc2,256,10,0.01; sigmoid,sg2",
+        ),
+        (
+            "MLP2_ReLU_CE",
+            "ce",
+            "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2;\nlinear,fc3,256,10,0.01",
+        ),
+        (
+            "MLP2_Sig_CE",
+            "ce",
+            "linear,fc1,784,500,0.01; sigmoid,sg1; linear,fc2,500,256,0.01; sigmoid,sg2;\nlinear,fc3,256,10,0.01",
+        ),
+        (
+            "MLP2_Sig_MSE",
+            "mse",
+            "linear,fc1,784,500,0.01; sigmoid,sg1; linear,fc2,500,256,0.01; sigmoid,sg2;\nlinear,fc3,256,10,0.01",
+        ),
+        (
+            "MLP2_ReLU_ReLU_MSE",
+            "mse",
+            "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2;\nlinear,fc3,256,10,0.01; relu,relu3",
+        ),
+        (
+            "MLP2_ReLU_Sig_MSE",
+            "mse",
+            "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2;\nlinear,fc3,256,10,0.01; sigmoid, sg1",
+        ),
+        (
+            "MLP2_Sig_Sig_MSE",
+            "mse",
+            "linear,fc1,784,500,0.01; sigmoid,sg1; linear,fc2,500,256,0.01; sigmoid,sg2;\nlinear,fc3,256,10,0.01; sigmoid,sg3",
+        ),
+        (
+            "MLP2_Sig_Sig_MSE_ENH",
+            "mse",
+            "linear,fc1,784,500,1; sigmoid,sg1; linear,fc2,500,256,0.1; sigmoid,sg2;\nlinear,fc3,256,10,0.01; sigmoid,sg3",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("mnist-6k");
+    write_mnist_subset(&small, 6000);
+    for (name, loss, spec) in specs {
+        let args = [
+            "train",
+            "-q",
+            "--max-epoch",
+            "1",
+            "--loss",
+            loss,
+            "--layer",
+            spec,
+            "--name",
+            name,
+            "--data",
+        ];
+        let out = mlp(
+            dir.path(),
+            &[&args[..], &[small.to_str().unwrap()]].concat(),
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let (header, rows) = read_csv(&dir.path().join("runs").join(name).join("summary.csv"));
+        let test_loss: f64 = rows[0][header.iter().position(|h| h == "test_loss").unwrap()]
+            .parse()
+            .unwrap();
+        assert!(test_loss.is_finite(), "{name}: test loss {test_loss}");
+    }
+}
+
+/// Writes the first `n` MNIST training images (and all test images) as a data set of its own.
+fn write_mnist_subset(dir: &std::path::Path, n: usize) {
+    use mlp::idx::{encode, read_idx};
+    fs::create_dir_all(dir).unwrap();
+    let src = mnist_dir();
+    let images = read_idx(&src.join("train-images-idx3-ubyte.gz"), 3).unwrap();
+    let labels = read_idx(&src.join("train-labels-idx1-ubyte.gz"), 1).unwrap();
+    fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        encode(&[n, 28, 28], &images.data[..n * 784]),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        encode(&[n], &labels.data[..n]),
+    )
+    .unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn console_windows_are_the_mean_of_the_csv_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 1000, 100, 4);
+    let spec = "linear,fc1,16,8,0.1; relu,r; linear,fc2,8,4,0.1";
+    let out = mlp(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            ".",
+            "--layer",
+            spec,
+            "--batch-size",
+            "30",
+            "--max-epoch",
+            "2",
+            "--disp-freq",
+            "7",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, rows) = read_csv(&dir.path().join("runs/MLP1_ReLU_CE/metrics.csv"));
+    let train: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r[2] == "train")
+        .map(|r| (r[4].parse().unwrap(), r[5].parse().unwrap()))
+        .collect();
+    // 1000 / 30: 34 iterations per epoch, windows at iterations 7, 14, ..., 28 of each epoch.
+    assert_eq!(train.len(), 68);
+    let log = stderr(&out);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Training iter"))
+        .collect();
+    assert_eq!(lines.len(), 8, "{log}");
+    for (k, line) in lines.iter().enumerate() {
+        let (epoch, window) = (k / 4, k % 4);
+        let first = epoch * 34 + window * 7;
+        let rows = &train[first..first + 7];
+        let loss = rows.iter().map(|r| r.0).sum::<f64>() / 7.0;
+        let acc = rows.iter().map(|r| r.1).sum::<f64>() / 7.0;
+        let expected = format!(
+            "[epoch {}/2] Training iter {}/34, batch loss {loss:.4}, batch acc {acc:.4}",
+            epoch + 1,
+            (window + 1) * 7
+        );
+        assert_eq!(*line, expected);
+    }
+}
+
+#[test]
+fn the_reports_single_dash_layer_flag_works() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let out = mlp(
+        dir.path(),
+        &[
+            "train",
+            "-q",
+            "--data",
+            ".",
+            "--max-epoch",
+            "1",
+            "-layer",
+            "linear,fc,16,4,0.01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("runs/AffNet_CE/summary.csv").exists());
+}
+
+#[test]
+fn a_finished_run_is_not_overwritten_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let args = [
+        "train",
+        "-q",
+        "--data",
+        ".",
+        "--max-epoch",
+        "1",
+        "--layer",
+        "linear,fc,16,4,0.01",
+        "--out",
+        "r",
+    ];
+    assert!(mlp(dir.path(), &args).status.success());
+    let before = fs::read(dir.path().join("r/metrics.csv")).unwrap();
+    let again = mlp(dir.path(), &args);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        stderr(&again),
+        "error: r: already holds a finished run (summary.csv, metrics.csv); pass --overwrite to replace it, or --name/--out to train elsewhere\n"
+    );
+    assert_eq!(fs::read(dir.path().join("r/metrics.csv")).unwrap(), before);
+    let forced = mlp(dir.path(), &[&args[..], &["--overwrite"]].concat());
+    assert!(forced.status.success(), "{}", stderr(&forced));
+}
+
+#[test]
+fn bad_input_is_one_line_and_the_right_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let toy = ["train", "-q", "--data", ".", "--max-epoch", "1"];
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "--layer",
+                "linear,fc1,16,8,0.01; relu,r; linear,fc2,9,4,0.01",
+            ],
+            2,
+            "error: layer 3 \"linear,fc2,9,4,0.01\": input 9 does not match the previous output 8",
+        ),
+        (
+            vec!["--layer", "linear,fc,784,10,0.01"],
+            2,
+            "error: layer 1 \"linear,fc,784,10,0.01\": input 784 does not match the data's input width 16",
+        ),
+        (
+            vec!["--layer", "linear,fc,16,10,0.01"],
+            2,
+            "error: layer 1 \"linear,fc,16,10,0.01\": output 10 does not match the 4 classes in the data",
+        ),
+        (
+            vec!["--batch-size", "0"],
+            2,
+            "error: --batch-size: must be at least 1, got 0",
+        ),
+        (
+            vec!["--batch-size", "101"],
+            2,
+            "error: --batch-size: 101 is larger than the 100 training images in .",
+        ),
+        (
+            vec!["--batch-size", "-3"],
+            2,
+            "error: invalid value '-3' for '--batch-size <N>'",
+        ),
+        (
+            vec!["--lr", "-0.1"],
+            2,
+            "error: --lr: must be a number >= 0, got -0.1",
+        ),
+        (
+            vec!["--lr", "fast"],
+            2,
+            "error: invalid value 'fast' for '--lr <LR>'",
+        ),
+        (
+            vec!["--lr", "NaN"],
+            2,
+            "error: --lr: must be a number >= 0, got NaN",
+        ),
+        (
+            vec!["--momentum", "1"],
+            2,
+            "error: --momentum: must be a number in [0, 1), got 1",
+        ),
+        (
+            vec!["--weight-decay", "-1e-4"],
+            2,
+            "error: --weight-decay: must be a number >= 0, got -0.0001",
+        ),
+        (
+            vec!["--loss", "hinge"],
+            2,
+            "error: invalid value 'hinge' for '--loss <LOSS>'",
+        ),
+        (
+            vec!["--max-epoch", "0"],
+            2,
+            "error: --max-epoch: must be at least 1, got 0",
+        ),
+        (
+            vec!["--test-epoch", "0"],
+            2,
+            "error: --test-epoch: must be at least 1, got 0",
+        ),
+        (
+            vec!["--layer", "linear,fc,16,4,0.01; tanh,t"],
+            2,
+            "error: layer 2 \"tanh,t\": unknown layer kind \"tanh\"",
+        ),
+        (
+            vec!["--no-such-flag"],
+            2,
+            "error: unexpected argument '--no-such-flag' found",
+        ),
+        (
+            vec!["--data", "missing"],
+            1,
+            "error: missing: data folder not found",
+        ),
+    ];
+    for (extra, code, expected) in cases {
+        let fitting_layer: &[&str] = if extra.contains(&"--layer") {
+            &[]
+        } else {
+            &["--layer", "linear,fc,16,4,0.01"]
+        };
+        let args = [&toy[..], fitting_layer, &extra[..]].concat();
+        let out = mlp(dir.path(), &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(
+            err.starts_with(expected),
+            "{extra:?}\n  got:  {err}\n  want: {expected}..."
+        );
+        assert_eq!(err.lines().count(), 1, "{extra:?}: one line, got {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn help_shows_examples_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mlp(dir.path(), &["train", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    assert!(
+        help.contains("Examples:")
+            && help.contains("--layer <SPEC>")
+            && help.contains("linear,NAME,IN,OUT,STD"),
+        "{help}"
+    );
+}

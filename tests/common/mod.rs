@@ -1,0 +1,68 @@
+//! Fixtures shared by the integration tests: a small synthetic data set and a runner for the real binary.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mlp::idx::encode;
+
+/// The bundled MNIST folder.
+pub fn mnist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// Writes an easy data set into `dir`: images of 4x4 pixels, `classes` classes, where class `c` lights
+/// pixel row `c % 4` brightly over a noisy background. `train` and `test` images.
+pub fn write_toy_dataset(dir: &Path, train: usize, test: usize, classes: usize) {
+    let make = |n: usize, salt: usize| {
+        let mut pixels = Vec::with_capacity(n * 16);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let class = (i * 7 + salt) % classes;
+            for p in 0..16 {
+                let noise = ((i * 31 + p * 17 + salt) % 97) as u8;
+                let bright = p / 4 == class % 4 && (p % 4) * classes / 4 <= class;
+                pixels.push(if bright { 200 + noise / 2 } else { noise });
+            }
+            labels.push(class as u8);
+        }
+        (encode(&[n, 4, 4], &pixels), encode(&[n], &labels))
+    };
+    let (train_images, train_labels) = make(train, 0);
+    let (test_images, test_labels) = make(test, 3);
+    fs::write(dir.join("train-images-idx3-ubyte"), train_images).unwrap();
+    fs::write(dir.join("train-labels-idx1-ubyte"), train_labels).unwrap();
+    fs::write(dir.join("t10k-images-idx3-ubyte"), test_images).unwrap();
+    fs::write(dir.join("t10k-labels-idx1-ubyte"), test_labels).unwrap();
+}
+
+/// Runs the `mlp` binary with `args` in `cwd`, stdin closed.
+pub fn mlp(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the mlp binary runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rows of a CSV file as string records, header excluded, and the header.
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader =
+        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}

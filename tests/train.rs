@@ -1,0 +1,183 @@
+//! Training through the library API on small data: it learns, it is deterministic, and the gradients of
+//! a whole network agree with finite differences.
+
+mod common;
+
+use mlp::data::Dataset;
+use mlp::layers::Param;
+use mlp::loss::Loss;
+use mlp::network::Network;
+use mlp::optim::Sgd;
+use mlp::spec::NetSpec;
+use mlp::train::{Observer, Settings, StepRecord, TestRecord, train};
+use ndarray::Array2;
+use rand::SeedableRng;
+
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<StepRecord>,
+    tests: Vec<TestRecord>,
+}
+
+impl Observer for Recorder {
+    fn step(&mut self, record: &StepRecord) -> mlp::Result<()> {
+        self.steps.push(record.clone());
+        Ok(())
+    }
+    fn tested(&mut self, record: &TestRecord) -> mlp::Result<()> {
+        self.tests.push(record.clone());
+        Ok(())
+    }
+}
+
+fn toy() -> (tempfile::TempDir, Dataset) {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_toy_dataset(dir.path(), 250, 80, 4);
+    let data = Dataset::load(dir.path()).unwrap();
+    (dir, data)
+}
+
+fn settings(loss: Loss, seed: u64) -> Settings {
+    Settings {
+        loss,
+        sgd: Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        },
+        batch_size: 100,
+        max_epoch: 5,
+        test_epoch: 2,
+        seed,
+    }
+}
+
+const TOY_SPEC: &str = "linear,fc1,16,12,0.1; relu,r1; linear,fc2,12,4,0.1";
+
+#[test]
+fn learns_the_toy_problem_with_either_loss() {
+    let (_dir, data) = toy();
+    for (loss, spec) in [
+        (Loss::SoftmaxCe, TOY_SPEC),
+        (
+            Loss::Mse,
+            "linear,fc1,16,12,0.1; sigmoid,s1; linear,fc2,12,4,0.1",
+        ),
+    ] {
+        let spec: NetSpec = spec.parse().unwrap();
+        let mut s = settings(loss, 1);
+        s.max_epoch = 30;
+        s.sgd.lr = if loss == Loss::Mse { 0.5 } else { 0.1 };
+        let outcome = train(&spec, &s, &data, &mut Recorder::default()).unwrap();
+        assert!(
+            outcome.test_acc > 0.9,
+            "{loss:?}: test accuracy {}",
+            outcome.test_acc
+        );
+    }
+}
+
+#[test]
+fn records_every_iteration_and_the_scheduled_tests() {
+    let (_dir, data) = toy();
+    let spec: NetSpec = TOY_SPEC.parse().unwrap();
+    let mut rec = Recorder::default();
+    let outcome = train(&spec, &settings(Loss::SoftmaxCe, 1), &data, &mut rec).unwrap();
+    // 250 samples in batches of 100: 3 iterations per epoch, the last of 50 samples.
+    assert_eq!(rec.steps.len(), 15);
+    assert_eq!(
+        rec.steps.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=15).collect::<Vec<_>>()
+    );
+    assert!(rec.steps.iter().all(|r| r.iters_per_epoch == 3));
+    assert_eq!((rec.steps[5].epoch, rec.steps[5].iter), (2, 3));
+    // test_epoch 2 over 5 epochs: after epochs 2, 4 and the last.
+    assert_eq!(
+        rec.tests
+            .iter()
+            .map(|t| (t.epoch, t.step))
+            .collect::<Vec<_>>(),
+        vec![(2, 6), (4, 12), (5, 15)]
+    );
+    let last_epoch = &rec.steps[12..];
+    let mean_loss = last_epoch.iter().map(|r| r.loss).sum::<f64>() / 3.0;
+    assert_eq!(outcome.train_loss, mean_loss);
+    assert_eq!(outcome.test_loss, rec.tests[2].loss);
+    assert_eq!(outcome.steps, 15);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_another_seed_does_not() {
+    let (_dir, data) = toy();
+    let spec: NetSpec = TOY_SPEC.parse().unwrap();
+    let run = |seed| {
+        let mut rec = Recorder::default();
+        train(&spec, &settings(Loss::SoftmaxCe, seed), &data, &mut rec).unwrap();
+        rec.steps
+            .iter()
+            .map(|r| (r.loss, r.acc))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+/// The whole chain (Linear, activations, loss) against central differences of the batch loss, in f32
+/// with tolerances a wrong formula or a wrong hand-off between layers cannot meet.
+#[test]
+fn network_gradients_match_finite_differences() {
+    let specs = [
+        (
+            Loss::SoftmaxCe,
+            "linear,a,5,4,0.5; relu,r; linear,b,4,3,0.5; sigmoid,s; linear,c,3,3,0.5",
+        ),
+        (
+            Loss::Mse,
+            "linear,a,5,4,0.5; sigmoid,s; linear,b,4,3,0.5; relu,r",
+        ),
+    ];
+    let x = Array2::from_shape_fn((6, 5), |(i, j)| ((i * 3 + j * 5) % 7) as f32 / 7.0 - 0.4);
+    let labels = [0u8, 1, 2, 2, 1, 0];
+    for (loss, text) in specs {
+        let spec: NetSpec = text.parse().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut net = Network::new(spec.build(&mut rng), 5, 6);
+        net.compute_gradients(x.view(), &labels, loss);
+        let analytic: Vec<Param> = net.params().cloned().collect();
+        let mut checked = 0;
+        let largest = analytic
+            .iter()
+            .flat_map(|p| p.grad.iter())
+            .fold(0f32, |m, g| m.max(g.abs()));
+        assert!(
+            largest > 1e-2,
+            "gradients too small for the check to mean anything: {largest}"
+        );
+        for (p, param) in analytic.iter().enumerate() {
+            for idx in 0..param.value.len() {
+                let eps = 1e-2f32;
+                let mut loss_at = |delta: f32| {
+                    net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] += delta;
+                    let l = net.evaluate(x.view(), &labels, loss).mean_loss();
+                    net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] -= delta;
+                    l
+                };
+                let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
+                let got = param.grad.as_slice().unwrap()[idx] as f64;
+                // Relative 2e-3, plus the f32 rounding of a loss near 1 divided by 2·eps (about 1e-5).
+                let tol = 2e-3 * got.abs().max(numeric.abs()) + 1e-5;
+                assert!(
+                    (got - numeric).abs() < tol,
+                    "{loss:?} {}[{idx}]: analytic {got} vs numeric {numeric}",
+                    param.name
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 30);
+    }
+}
+
+fn net_param_mut(net: &mut Network, index: usize) -> &mut Array2<f32> {
+    &mut net.params_mut().nth(index).unwrap().value
+}
