@@ -311,35 +311,50 @@ impl NetSpec {
             .collect()
     }
 
-    /// A run name in the style of the report's Table 3: `AffNet` or `MLP<hidden layers>`, then the
-    /// activation after each hidden Linear, then the output activation if any, then the loss:
-    /// `MLP1_ReLU_CE`, `MLP2_Sigmoid_Sigmoid_MSE`, `AffNet_CE`. Widths and stds are not part of it.
+    /// A run name in the style of the report's Table 3: `AffNet` or `MLP<hidden layers>`, then the hidden
+    /// activation (once when all hidden layers share it, else one per hidden layer, `Identity` for none),
+    /// then the output activation if any, then the loss: `MLP1_ReLU_CE`, `MLP2_ReLU_CE`,
+    /// `MLP2_Sigmoid_Sigmoid_MSE`, `AffNet_CE`. Widths and stds are not part of it.
     pub fn derived_name(&self, loss_tag: &str) -> String {
-        let mut blocks: Vec<Vec<&str>> = Vec::new();
+        // One block per Linear: the activations that follow it.
+        let mut blocks: Vec<String> = Vec::new();
         for layer in &self.layers {
-            match layer {
-                LayerSpec::Linear { .. } => blocks.push(Vec::new()),
-                LayerSpec::Relu { .. } => {
-                    blocks.last_mut().into_iter().for_each(|b| b.push("ReLU"))
+            let act = match layer {
+                LayerSpec::Linear { .. } => {
+                    blocks.push(String::new());
+                    continue;
                 }
-                LayerSpec::Sigmoid { .. } => blocks
-                    .last_mut()
-                    .into_iter()
-                    .for_each(|b| b.push("Sigmoid")),
+                LayerSpec::Relu { .. } => "ReLU",
+                LayerSpec::Sigmoid { .. } => "Sigmoid",
+            };
+            if let Some(block) = blocks.last_mut() {
+                if !block.is_empty() {
+                    block.push('_');
+                }
+                block.push_str(act);
             }
         }
-        let hidden = blocks.len() - 1;
-        let mut parts = vec![if hidden == 0 {
+        let output = blocks.pop().unwrap_or_default();
+        let hidden: Vec<String> = blocks
+            .into_iter()
+            .map(|b| {
+                if b.is_empty() {
+                    "Identity".to_string()
+                } else {
+                    b
+                }
+            })
+            .collect();
+        let layers = hidden.len();
+        let shared = hidden.windows(2).all(|w| w[0] == w[1]);
+        let mut parts = vec![if layers == 0 {
             "AffNet".to_string()
         } else {
-            format!("MLP{hidden}")
+            format!("MLP{layers}")
         }];
-        for (i, acts) in blocks.iter().enumerate() {
-            let is_output = i == hidden;
-            if acts.is_empty() && !is_output {
-                parts.push("Identity".into());
-            }
-            parts.extend(acts.iter().map(|a| a.to_string()));
+        parts.extend(hidden.into_iter().take(if shared { 1 } else { layers }));
+        if !output.is_empty() {
+            parts.push(output);
         }
         parts.push(loss_tag.to_string());
         parts.join("_")
