@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::batch::InputPath;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::optim::Sgd;
@@ -61,10 +62,34 @@ pub enum Command {
     /// A flag given twice takes its last value, so scripts can append overrides.
     #[command(after_help = TRAIN_EXAMPLES, args_override_self = true)]
     Train(TrainArgs),
+
+    /// Time training, stage by stage: seconds per epoch for gathering batches, each layer's forward
+    /// and backward pass, the loss, the update and the evaluation
+    #[command(after_help = BENCH_EXAMPLES, args_override_self = true)]
+    Bench(BenchArgs),
 }
 
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  mlp bench                     # MLP1_ReLU_CE, 3 epochs
+  mlp bench --threads 1         # one core
+  mlp bench --input-path dense  # without the sparse first layer
+  mlp bench --layer \"linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2;
+    linear,fc3,256,10,0.01\"     # MLP2_ReLU_CE";
+
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    /// Epochs to time
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub epochs: usize,
+}
+
+/// What is computed, and how fast: shared by `train` and `bench`.
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
     /// The network, e.g. "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01"
     /// (also accepted as the report's -layer)
     #[arg(long, value_name = "SPEC", default_value = DEFAULT_LAYER)]
@@ -73,6 +98,39 @@ pub struct TrainArgs {
     /// Loss: ce (softmax cross-entropy, alias softmax_ce) or mse (alias euclidean)
     #[arg(long, value_enum, ignore_case = true, default_value_t = Loss::SoftmaxCe, hide_possible_values = true)]
     pub loss: Loss,
+
+    /// Samples per training batch; the last batch of an epoch may be smaller
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub batch_size: usize,
+
+    /// Seeds the initial weights and the shuffling: the same seed gives the same numbers
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
+    /// t10k-labels-idx1-ubyte, each plain or .gz [default: the bundled data/]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// First-layer path: auto (sparse when a batch has few nonzero pixels), dense or sparse. The
+    /// numbers agree to float rounding; only the speed differs
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = InputPath::Auto)]
+    pub input_path: InputPath,
+
+    /// Threads for the matrix products and sparse kernels [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
 
     /// Learning rate
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.01)]
@@ -85,15 +143,6 @@ pub struct TrainArgs {
     /// Momentum, in [0, 1)
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.9)]
     pub momentum: f32,
-
-    /// Samples per training batch; the last batch of an epoch may be smaller
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        value_name = "N",
-        default_value_t = 100
-    )]
-    pub batch_size: usize,
 
     /// Number of epochs
     #[arg(
@@ -122,15 +171,6 @@ pub struct TrainArgs {
     )]
     pub test_epoch: usize,
 
-    /// Seeds the initial weights and the shuffling: the same seed gives the same numbers
-    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
-
-    /// Folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
-    /// t10k-labels-idx1-ubyte, each plain or .gz [default: the bundled data/]
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-
     /// Run name [default: from the spec and loss, in the report's style: AffNet_CE, MLP1_ReLU_CE,
     /// MLP2_Sigmoid_Sigmoid_MSE, ...]
     #[arg(long)]
@@ -149,10 +189,54 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// The checked common part of `train` and `bench`.
+pub struct Workload {
+    pub spec: NetSpec,
+    pub threads: usize,
+    pub data_dir: PathBuf,
+}
+
+impl WorkloadArgs {
+    fn check(&self) -> Result<Workload> {
+        let spec: NetSpec = self.layer.parse()?;
+        if self.batch_size == 0 {
+            return Err(Error::usage("--batch-size", "must be at least 1, got 0"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = match self.threads {
+            Some(0) => return Err(Error::usage("--threads", "must be at least 1, got 0")),
+            Some(n) => n,
+            None => cores,
+        };
+        let data_dir = self.data.clone().unwrap_or_else(default_data_dir);
+        Ok(Workload {
+            spec,
+            threads,
+            data_dir,
+        })
+    }
+
+    fn settings(&self, sgd: Sgd, max_epoch: usize, test_epoch: usize) -> Settings {
+        Settings {
+            loss: self.loss,
+            sgd,
+            batch_size: self.batch_size,
+            max_epoch,
+            test_epoch,
+            seed: self.seed,
+            input_path: self.input_path,
+        }
+    }
+}
+
 impl TrainArgs {
     /// Checks every flag and the spec's own consistency; data-dependent checks follow once data is loaded.
     pub fn into_config(self, command: Vec<String>) -> Result<TrainConfig> {
-        let spec: NetSpec = self.layer.parse()?;
+        let Workload {
+            spec,
+            threads,
+            data_dir,
+        } = self.workload.check()?;
         check_finite("--lr", self.lr, self.lr >= 0.0, "a number >= 0")?;
         check_finite(
             "--weight-decay",
@@ -160,14 +244,14 @@ impl TrainArgs {
             self.weight_decay >= 0.0,
             "a number >= 0",
         )?;
+        let momentum_ok = (0.0..1.0).contains(&self.momentum);
         check_finite(
             "--momentum",
             self.momentum,
-            (0.0..1.0).contains(&self.momentum),
+            momentum_ok,
             "a number in [0, 1)",
         )?;
         for (flag, value) in [
-            ("--batch-size", self.batch_size),
             ("--max-epoch", self.max_epoch),
             ("--disp-freq", self.disp_freq),
             ("--test-epoch", self.test_epoch),
@@ -178,27 +262,22 @@ impl TrainArgs {
         }
         let name = self
             .name
-            .unwrap_or_else(|| spec.derived_name(self.loss.tag()));
+            .unwrap_or_else(|| spec.derived_name(self.workload.loss.tag()));
         if name.trim().is_empty() {
             return Err(Error::usage("--name", "must not be empty"));
         }
         let out_dir = self.out.unwrap_or_else(|| Path::new("runs").join(&name));
+        let sgd = Sgd {
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        };
         Ok(TrainConfig {
+            settings: self.workload.settings(sgd, self.max_epoch, self.test_epoch),
             spec,
-            settings: Settings {
-                loss: self.loss,
-                sgd: Sgd {
-                    lr: self.lr,
-                    momentum: self.momentum,
-                    weight_decay: self.weight_decay,
-                },
-                batch_size: self.batch_size,
-                max_epoch: self.max_epoch,
-                test_epoch: self.test_epoch,
-                seed: self.seed,
-            },
+            threads,
             disp_freq: self.disp_freq,
-            data_dir: self.data.unwrap_or_else(default_data_dir),
+            data_dir,
             out_dir,
             name,
             overwrite: self.overwrite,
@@ -206,6 +285,63 @@ impl TrainArgs {
             command,
         })
     }
+}
+
+/// Sizes the thread pools once, before any matrix product: rayon's (sparse kernels) and
+/// matrixmultiply's, which reads `MATMUL_NUM_THREADS` when it first runs.
+fn configure_threads(threads: usize) {
+    // SAFETY: called from `run` before any other thread of this process exists.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    // Fails only if the pool was already built, in which case it keeps its size.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+}
+
+fn train(args: TrainArgs, command: Vec<String>) -> Result<()> {
+    let cfg = args.into_config(command)?;
+    configure_threads(cfg.threads);
+    let outcome = run_train(&cfg)?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {} epochs in {:.1} s -> {}",
+        cfg.name,
+        outcome.train_loss,
+        outcome.train_acc,
+        outcome.test_loss,
+        outcome.test_acc,
+        cfg.settings.max_epoch,
+        outcome.train_time_s,
+        cfg.out_dir.display()
+    );
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let Workload {
+        spec,
+        threads,
+        data_dir,
+    } = args.workload.check()?;
+    if args.epochs == 0 {
+        return Err(Error::usage("--epochs", "must be at least 1, got 0"));
+    }
+    configure_threads(threads);
+    let sgd = Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    let settings = args.workload.settings(sgd, args.epochs, 1);
+    let report = crate::bench::bench(&spec, &settings, &data_dir)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{spec}\n{threads} thread(s), batch {}, {} epochs\n",
+        settings.batch_size, args.epochs
+    );
+    let _ = report.write(&mut out);
+    Ok(())
 }
 
 fn check_finite(flag: &'static str, value: f32, in_range: bool, expected: &str) -> Result<()> {
@@ -261,22 +397,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Train(train_args) => train_args.into_config(command).and_then(|cfg| {
-            let outcome = run_train(&cfg)?;
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {} epochs in {:.1} s -> {}",
-                cfg.name,
-                outcome.train_loss,
-                outcome.train_acc,
-                outcome.test_loss,
-                outcome.test_acc,
-                cfg.settings.max_epoch,
-                outcome.train_time_s,
-                cfg.out_dir.display()
-            );
-            Ok(())
-        }),
+        Command::Train(args) => train(args, command),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => 0,

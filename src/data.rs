@@ -1,12 +1,10 @@
 //! A labelled image data set in the MNIST layout: a folder with the four standard IDX files.
 //!
 //! Images stay as raw bytes (47 MB for MNIST's training set instead of 188 MB as f32) and are normalised
-//! per batch, as the reference framework does, to `(p - 128) / 255` in [-0.502, 0.498]. The input width
+//! per batch ([`crate::batch::InputBatch`]). The input width
 //! (`rows * cols`) and the number of classes (largest training label + 1) come from the files.
 
 use std::path::{Path, PathBuf};
-
-use ndarray::ArrayViewMut2;
 
 use crate::error::{Error, Result};
 use crate::idx::read_idx;
@@ -33,11 +31,6 @@ pub struct Dataset {
     pub classes: usize,
 }
 
-/// `(p - 128) / 255` for every byte value, so that normalising is a table look-up.
-fn normalisation_table() -> [f32; 256] {
-    std::array::from_fn(|p| (p as f32 - 128.0) / 255.0)
-}
-
 impl Split {
     /// Builds a split from images (`count x width` bytes) and labels, checking that they agree.
     pub fn new(images: Vec<u8>, labels: Vec<u8>, width: usize) -> Self {
@@ -55,22 +48,6 @@ impl Split {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
-    }
-
-    /// Writes the normalised images `indices` into the first `indices.len()` rows of `out` and their
-    /// labels into `labels` (cleared first).
-    pub fn gather(&self, indices: &[u32], mut out: ArrayViewMut2<f32>, labels: &mut Vec<u8>) {
-        let table = normalisation_table();
-        labels.clear();
-        for (row, &index) in indices.iter().enumerate() {
-            let index = index as usize;
-            let pixels = &self.images[index * self.width..(index + 1) * self.width];
-            let mut dst = out.row_mut(row);
-            for (d, &p) in dst.iter_mut().zip(pixels) {
-                *d = table[p as usize];
-            }
-            labels.push(self.labels[index]);
-        }
     }
 }
 

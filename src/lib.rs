@@ -4,16 +4,20 @@
 //! The dependency direction is one way: `cli` → `run` → `train` → `network` → `layers` / `loss` /
 //! `optim`, with `data` and `idx` below `train` and `output` beside `run`.
 
+pub mod batch;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod idx;
 pub mod layers;
+pub mod linalg;
 pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod output;
 pub mod run;
+pub mod sparse;
 pub mod spec;
 pub mod train;
 

@@ -7,9 +7,28 @@
 
 use ndarray::{Array2, ArrayView2, s};
 
+use crate::batch::{InputBatch, InputPath};
 use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
+
+/// A step of [`Network::compute_gradients_timed`]; numbers are layer indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Forward(usize),
+    Loss,
+    Backward(usize),
+}
+
+/// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
+pub trait Laps {
+    fn lap(&mut self, stage: Stage);
+}
+
+impl Laps for () {
+    #[inline(always)]
+    fn lap(&mut self, _stage: Stage) {}
+}
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
@@ -41,6 +60,15 @@ impl Network {
         }
     }
 
+    /// The input path to batch for: `wanted`, unless the first layer cannot read the sparse form.
+    pub fn input_path(&self, wanted: InputPath) -> InputPath {
+        if self.layers[0].reads_sparse_input() {
+            wanted
+        } else {
+            InputPath::Dense
+        }
+    }
+
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
     }
@@ -55,20 +83,17 @@ impl Network {
     }
 
     /// Runs the batch `x` through every layer and returns the network's output (a view of its buffer).
-    pub fn forward(&mut self, x: ArrayView2<f32>) -> ArrayView2<'_, f32> {
-        let n = x.nrows();
+    pub fn forward(&mut self, x: &InputBatch) -> ArrayView2<'_, f32> {
+        let n = x.rows();
         assert!(
             n <= self.capacity,
             "batch of {n} rows exceeds the buffers' {} rows",
             self.capacity
         );
-        for i in 0..self.layers.len() {
+        self.layers[0].forward_input(x, self.outputs[0].slice_mut(s![..n, ..]));
+        for i in 1..self.layers.len() {
             let (before, after) = self.outputs.split_at_mut(i);
-            let inp = if i == 0 {
-                x
-            } else {
-                before[i - 1].slice(s![..n, ..])
-            };
+            let inp = before[i - 1].slice(s![..n, ..]);
             self.layers[i].forward(inp, after[0].slice_mut(s![..n, ..]));
         }
         self.outputs
@@ -79,39 +104,49 @@ impl Network {
 
     /// Forward, loss and backward for one batch: afterwards every parameter's `grad` holds the gradient
     /// of the batch's mean loss. Returns the batch's loss and accuracy.
-    pub fn compute_gradients(
+    pub fn compute_gradients(&mut self, x: &InputBatch, loss: Loss) -> BatchStats {
+        self.compute_gradients_timed(x, loss, &mut ())
+    }
+
+    /// [`Network::compute_gradients`], telling `laps` when each stage ends (for `mlp bench`).
+    pub fn compute_gradients_timed(
         &mut self,
-        x: ArrayView2<f32>,
-        labels: &[u8],
+        x: &InputBatch,
         loss: Loss,
+        laps: &mut impl Laps,
     ) -> BatchStats {
-        let n = x.nrows();
-        self.forward(x);
+        let n = x.rows();
+        self.layers[0].forward_input(x, self.outputs[0].slice_mut(s![..n, ..]));
+        laps.lap(Stage::Forward(0));
+        for i in 1..self.layers.len() {
+            let (before, after) = self.outputs.split_at_mut(i);
+            let inp = before[i - 1].slice(s![..n, ..]);
+            self.layers[i].forward(inp, after[0].slice_mut(s![..n, ..]));
+            laps.lap(Stage::Forward(i));
+        }
         let last = self.layers.len() - 1;
         let stats = loss.evaluate(
             self.outputs[last].slice(s![..n, ..]),
-            labels,
+            x.labels(),
             Some(self.douts[last].slice_mut(s![..n, ..])),
         );
-        for i in (0..self.layers.len()).rev() {
+        laps.lap(Stage::Loss);
+        for i in (1..self.layers.len()).rev() {
             let (douts_before, douts_after) = self.douts.split_at_mut(i);
-            let inp = if i == 0 {
-                x
-            } else {
-                self.outputs[i - 1].slice(s![..n, ..])
-            };
-            let dinp = if i == 0 {
-                None
-            } else {
-                Some(douts_before[i - 1].slice_mut(s![..n, ..]))
-            };
             self.layers[i].backward(
-                inp,
+                self.outputs[i - 1].slice(s![..n, ..]),
                 self.outputs[i].slice(s![..n, ..]),
                 douts_after[0].slice(s![..n, ..]),
-                dinp,
+                Some(douts_before[i - 1].slice_mut(s![..n, ..])),
             );
+            laps.lap(Stage::Backward(i));
         }
+        let (out, dout) = (
+            self.outputs[0].slice(s![..n, ..]),
+            self.douts[0].slice(s![..n, ..]),
+        );
+        self.layers[0].backward_input(x, out, dout);
+        laps.lap(Stage::Backward(0));
         stats
     }
 
@@ -123,8 +158,13 @@ impl Network {
     }
 
     /// Loss and accuracy of a batch without touching gradients.
-    pub fn evaluate(&mut self, x: ArrayView2<f32>, labels: &[u8], loss: Loss) -> BatchStats {
-        let outputs = self.forward(x);
-        loss.evaluate(outputs, labels, None)
+    pub fn evaluate(&mut self, x: &InputBatch, loss: Loss) -> BatchStats {
+        self.forward(x);
+        let outputs = self
+            .outputs
+            .last()
+            .expect("a network has layers")
+            .slice(s![..x.rows(), ..]);
+        loss.evaluate(outputs, x.labels(), None)
     }
 }

@@ -27,6 +27,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub struct TrainConfig {
     pub spec: NetSpec,
     pub settings: Settings,
+    /// Threads for the matrix products and sparse kernels.
+    pub threads: usize,
     pub disp_freq: usize,
     pub data_dir: PathBuf,
     pub out_dir: PathBuf,
@@ -129,6 +131,8 @@ fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
         disp_freq: cfg.disp_freq,
         test_epoch: s.test_epoch,
         seed: s.seed,
+        threads: cfg.threads,
+        input_path: s.input_path,
         data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
         out: cfg.out_dir.clone(),
         command: cfg.command.clone(),

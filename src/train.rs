@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use ndarray::{Array2, s};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::batch::{InputBatch, InputPath};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::loss::{BatchStats, Loss};
@@ -30,6 +30,8 @@ pub struct Settings {
     pub max_epoch: usize,
     pub test_epoch: usize,
     pub seed: u64,
+    /// Dense or sparse first layer; the numbers agree to float rounding, only the speed differs.
+    pub input_path: InputPath,
 }
 
 /// One training iteration: the batch's mean loss and accuracy, measured before the update.
@@ -98,8 +100,7 @@ pub fn train(
     let train = &data.train;
     let iters_per_epoch = train.len().div_ceil(settings.batch_size);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
-    let mut batch = Array2::<f32>::zeros((capacity, width));
-    let mut labels = Vec::with_capacity(capacity);
+    let mut batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
 
     let start = Instant::now();
     let mut eval_seconds = 0.0;
@@ -112,9 +113,8 @@ pub fn train(
         (epoch_loss_sum, epoch_acc_sum) = (0.0, 0.0);
         for (iter, indices) in order.chunks(settings.batch_size).enumerate() {
             step += 1;
-            let n = indices.len();
-            train.gather(indices, batch.slice_mut(s![..n, ..]), &mut labels);
-            let stats = network.compute_gradients(batch.slice(s![..n, ..]), &labels, settings.loss);
+            batch.fill(train, indices);
+            let stats = network.compute_gradients(&batch, settings.loss);
             network.update(&settings.sgd);
             epoch_loss_sum += stats.mean_loss();
             epoch_acc_sum += stats.accuracy();
@@ -131,13 +131,7 @@ pub fn train(
         }
         if epoch.is_multiple_of(settings.test_epoch) || epoch == settings.max_epoch {
             let eval_start = Instant::now();
-            last_test = evaluate(
-                &mut network,
-                &data.test,
-                settings.loss,
-                &mut batch,
-                &mut labels,
-            );
+            last_test = evaluate(&mut network, &data.test, settings.loss, &mut batch);
             eval_seconds += eval_start.elapsed().as_secs_f64();
             observer.tested(&TestRecord {
                 step,
@@ -165,16 +159,13 @@ pub fn evaluate(
     network: &mut Network,
     split: &Split,
     loss: Loss,
-    batch: &mut Array2<f32>,
-    labels: &mut Vec<u8>,
+    batch: &mut InputBatch,
 ) -> BatchStats {
     let mut total = BatchStats::default();
     let all: Vec<u32> = (0..split.len() as u32).collect();
-    let rows = batch.nrows();
-    for indices in all.chunks(rows) {
-        let n = indices.len();
-        split.gather(indices, batch.slice_mut(s![..n, ..]), labels);
-        total.add(network.evaluate(batch.slice(s![..n, ..]), labels, loss));
+    for indices in all.chunks(batch.capacity()) {
+        batch.fill(split, indices);
+        total.add(network.evaluate(batch, loss));
     }
     total
 }

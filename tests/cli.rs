@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use common::{mlp, mnist_dir, read_csv, stderr, stdout, write_toy_dataset};
+use common::{mlp, mnist_dir, read_csv, stderr, stdout, write_mnist_subset, write_toy_dataset};
 
 const HEADER: [&str; 7] = ["step", "epoch", "split", "lr", "loss", "acc", "time_s"];
 
@@ -198,28 +198,6 @@ fn every_table_3_network_trains_one_epoch() {
             .parse()
             .unwrap();
         assert!(test_loss.is_finite(), "{name}: test loss {test_loss}");
-    }
-}
-
-/// Writes the first `n` MNIST training images (and all test images) as a data set of its own.
-fn write_mnist_subset(dir: &std::path::Path, n: usize) {
-    use mlp::idx::{encode, read_idx};
-    fs::create_dir_all(dir).unwrap();
-    let src = mnist_dir();
-    let images = read_idx(&src.join("train-images-idx3-ubyte.gz"), 3).unwrap();
-    let labels = read_idx(&src.join("train-labels-idx1-ubyte.gz"), 1).unwrap();
-    fs::write(
-        dir.join("train-images-idx3-ubyte"),
-        encode(&[n, 28, 28], &images.data[..n * 784]),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("train-labels-idx1-ubyte"),
-        encode(&[n], &labels.data[..n]),
-    )
-    .unwrap();
-    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-        fs::copy(src.join(f), dir.join(f)).unwrap();
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use mlp::batch::{InputBatch, InputPath};
 use mlp::data::Dataset;
 use mlp::idx::{decode, encode, read_idx};
 
@@ -145,13 +146,20 @@ fn dataset_takes_width_and_classes_from_the_files() {
     let data = Dataset::load(dir.path()).unwrap();
     assert_eq!((data.input_width(), data.classes), (6, 4));
     assert_eq!((data.train.len(), data.test.len()), (12, 5));
-    let mut batch = ndarray::Array2::zeros((2, 6));
-    let mut labels = Vec::new();
-    data.train.gather(&[1, 0], batch.view_mut(), &mut labels);
+    let mut batch = InputBatch::new(3, 6, InputPath::Dense);
+    batch.fill(&data.train, &[1, 0]);
     // image 1 starts with pixel 6 * 37 % 256 = 222: (222 - 128) / 255
-    assert_eq!(batch[[0, 0]], (222.0 - 128.0) / 255.0);
-    assert_eq!(batch[[1, 0]], -128.0 / 255.0);
-    assert_eq!(labels, vec![1, 0]);
+    assert_eq!(batch.rows(), 2);
+    assert_eq!(batch.dense()[[0, 0]], (222.0 - 128.0) / 255.0);
+    assert_eq!(batch.dense()[[1, 0]], -128.0 / 255.0);
+    assert_eq!(batch.labels(), &[1, 0]);
+    // The sparse form holds the nonzero pixels / 255; image 0's first pixel is 0 and left out.
+    let mut sparse = InputBatch::new(3, 6, InputPath::Sparse);
+    sparse.fill(&data.train, &[1, 0]);
+    let rows = sparse.sparse().unwrap().by_row;
+    assert_eq!(rows.starts, vec![0, 6, 11]);
+    assert_eq!((rows.cols[0], rows.vals[0]), (0, 222.0 / 255.0));
+    assert_eq!((rows.cols[6], rows.vals[6]), (1, 37.0 / 255.0));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use mlp::batch::InputBatch;
 use mlp::data::Dataset;
 use mlp::layers::Param;
 use mlp::loss::Loss;
@@ -49,6 +50,7 @@ fn settings(loss: Loss, seed: u64) -> Settings {
         max_epoch: 5,
         test_epoch: 2,
         seed,
+        input_path: mlp::batch::InputPath::Auto,
     }
 }
 
@@ -142,7 +144,8 @@ fn network_gradients_match_finite_differences() {
         let spec: NetSpec = text.parse().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let mut net = Network::new(spec.build(&mut rng), 5, 6);
-        net.compute_gradients(x.view(), &labels, loss);
+        let batch = InputBatch::from_dense(x.clone(), labels.to_vec());
+        net.compute_gradients(&batch, loss);
         let analytic: Vec<Param> = net.params().cloned().collect();
         let mut checked = 0;
         let largest = analytic
@@ -158,7 +161,7 @@ fn network_gradients_match_finite_differences() {
                 let eps = 1e-2f32;
                 let mut loss_at = |delta: f32| {
                     net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] += delta;
-                    let l = net.evaluate(x.view(), &labels, loss).mean_loss();
+                    let l = net.evaluate(&batch, loss).mean_loss();
                     net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] -= delta;
                     l
                 };
@@ -180,4 +183,40 @@ fn network_gradients_match_finite_differences() {
 
 fn net_param_mut(net: &mut Network, index: usize) -> &mut Array2<f32> {
     &mut net.params_mut().nth(index).unwrap().value
+}
+
+/// The sparse first layer computes the same thing as the dense one: on real MNIST images the two paths
+/// give the same trajectory to float rounding.
+#[test]
+fn sparse_and_dense_input_paths_agree() {
+    use mlp::batch::InputPath;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_mnist_subset(dir.path(), 2000);
+    let data = Dataset::load(dir.path()).unwrap();
+    let spec: NetSpec = "linear,fc1,784,64,0.01; relu,r; linear,fc2,64,10,0.01"
+        .parse()
+        .unwrap();
+    let run = |input_path| {
+        let mut s = settings(Loss::SoftmaxCe, 3);
+        s.sgd.lr = 0.01;
+        s.max_epoch = 2;
+        s.input_path = input_path;
+        let mut rec = Recorder::default();
+        let outcome = train(&spec, &s, &data, &mut rec).unwrap();
+        (rec.steps, outcome)
+    };
+    let (dense, dense_outcome) = run(InputPath::Dense);
+    let (sparse, sparse_outcome) = run(InputPath::Sparse);
+    assert_eq!(dense.len(), 40);
+    for (d, s) in dense.iter().zip(&sparse) {
+        assert!(
+            (d.loss - s.loss).abs() < 1e-4 * d.loss.max(1.0),
+            "step {}: {} vs {}",
+            d.step,
+            d.loss,
+            s.loss
+        );
+    }
+    assert!((dense_outcome.test_loss - sparse_outcome.test_loss).abs() < 1e-4);
+    assert!((dense_outcome.test_acc - sparse_outcome.test_acc).abs() <= 0.002);
 }

@@ -7,18 +7,26 @@
 //!
 //! Gradients are overwritten, never accumulated. `dinp` is skipped for the first layer, saving one matrix
 //! product per batch.
+//!
+//! As the first layer, on a sparse batch `x = S + offset` (see [`crate::sparse`]), the same results come
+//! from the nonzero pixels only: `out = S W + (b + offset · colsum(W))` and
+//! `dW = Sᵀ dout + offset · 1 · dbᵀ`.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::{Layer, Param};
+use crate::batch::{InputBatch, OFFSET};
+use crate::linalg::matmul;
+use crate::sparse::gather_rows;
 
 pub struct Linear {
     name: String,
     /// `[weight, bias]`.
     params: [Param; 2],
+    /// Scratch row for the sparse path's constant term, kept to avoid an allocation per batch.
+    row: Array1<f32>,
 }
 
 impl Linear {
@@ -34,6 +42,7 @@ impl Linear {
         assert_eq!(bias.dim(), (1, weight.ncols()), "bias must be 1 x OUT");
         Linear {
             name: name.to_string(),
+            row: Array1::zeros(weight.ncols()),
             params: [
                 Param::new(format!("{name}.weight"), weight),
                 Param::new(format!("{name}.bias"), bias),
@@ -60,7 +69,7 @@ impl Layer for Linear {
     }
 
     fn forward(&self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
-        general_mat_mul(1.0, &inp, &self.weight().value, 0.0, &mut out);
+        matmul(inp, self.weight().value.view(), out.view_mut(), false);
         out += &self.bias().value;
     }
 
@@ -72,14 +81,40 @@ impl Layer for Linear {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         let [weight, bias] = &mut self.params;
-        general_mat_mul(1.0, &inp.t(), &dout, 0.0, &mut weight.grad);
-        bias.grad.fill(0.0);
-        for row in dout.axis_iter(Axis(0)) {
-            bias.grad.row_mut(0).scaled_add(1.0, &row);
+        matmul(inp.t(), dout, weight.grad.view_mut(), false);
+        sum_rows(dout, bias);
+        if let Some(dinp) = dinp {
+            matmul(dout, weight.value.t(), dinp, false);
         }
-        if let Some(mut dinp) = dinp {
-            general_mat_mul(1.0, &dout, &weight.value.t(), 0.0, &mut dinp);
+    }
+
+    fn reads_sparse_input(&self) -> bool {
+        true
+    }
+
+    fn forward_input(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>) {
+        let Some(sparse) = x.sparse() else {
+            return self.forward(x.dense(), out);
+        };
+        // row = b + offset · colsum(W)
+        let [weight, bias] = &self.params;
+        self.row.assign(&bias.value.row(0));
+        for w in weight.value.rows() {
+            self.row.scaled_add(OFFSET, &w);
         }
+        gather_rows(sparse.by_row, weight.value.view(), self.row.view(), out);
+    }
+
+    fn backward_input(&mut self, x: &InputBatch, out: ArrayView2<f32>, dout: ArrayView2<f32>) {
+        let Some(sparse) = x.sparse() else {
+            return self.backward(x.dense(), out, dout, None);
+        };
+        let [weight, bias] = &mut self.params;
+        sum_rows(dout, bias);
+        // Every row of dW starts at offset · db.
+        self.row.assign(&bias.grad.row(0));
+        self.row *= OFFSET;
+        gather_rows(sparse.by_col, dout, self.row.view(), weight.grad.view_mut());
     }
 
     fn params(&self) -> &[Param] {
@@ -88,6 +123,14 @@ impl Layer for Linear {
 
     fn params_mut(&mut self) -> &mut [Param] {
         &mut self.params
+    }
+}
+
+/// `bias.grad = 1ᵀ dout`, the column sums.
+fn sum_rows(dout: ArrayView2<f32>, bias: &mut Param) {
+    bias.grad.fill(0.0);
+    for row in dout.axis_iter(Axis(0)) {
+        bias.grad.row_mut(0).scaled_add(1.0, &row);
     }
 }
 

@@ -9,6 +9,8 @@ mod linear;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
+use crate::batch::InputBatch;
+
 pub use activation::{Relu, Sigmoid};
 pub use linear::Linear;
 
@@ -56,6 +58,22 @@ pub trait Layer: Send {
         dout: ArrayView2<f32>,
         dinp: Option<ArrayViewMut2<f32>>,
     );
+
+    /// Whether `forward_input` and `backward_input` read a batch's sparse form.
+    fn reads_sparse_input(&self) -> bool {
+        false
+    }
+
+    /// `forward` for the network's first layer, which reads the input batch itself. Layers that can use
+    /// the batch's sparse form (Linear) override it; the rest read the dense inputs.
+    fn forward_input(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>) {
+        self.forward(x.dense(), out);
+    }
+
+    /// `backward` for the network's first layer (no `dinp`: nothing is upstream).
+    fn backward_input(&mut self, x: &InputBatch, out: ArrayView2<f32>, dout: ArrayView2<f32>) {
+        self.backward(x.dense(), out, dout, None);
+    }
 
     /// The trainable parameters, empty for activations.
     fn params(&self) -> &[Param] {

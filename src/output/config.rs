@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::summary::Status;
+use crate::batch::InputPath;
 use crate::loss::Loss;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +25,9 @@ pub struct RunConfig {
     pub disp_freq: usize,
     pub test_epoch: usize,
     pub seed: u64,
+    /// Speed only: the numbers do not depend on these two.
+    pub threads: usize,
+    pub input_path: InputPath,
     pub data: PathBuf,
     pub out: PathBuf,
     /// The command line as given.

@@ -66,3 +66,25 @@ pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     (header, rows)
 }
+
+/// Writes the first `n` MNIST training images (and all test images) as a data set of its own.
+pub fn write_mnist_subset(dir: &Path, n: usize) {
+    use mlp::idx::read_idx;
+    fs::create_dir_all(dir).unwrap();
+    let src = mnist_dir();
+    let images = read_idx(&src.join("train-images-idx3-ubyte.gz"), 3).unwrap();
+    let labels = read_idx(&src.join("train-labels-idx1-ubyte.gz"), 1).unwrap();
+    fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        encode(&[n, 28, 28], &images.data[..n * 784]),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        encode(&[n], &labels.data[..n]),
+    )
+    .unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+}

@@ -1,0 +1,167 @@
+//! `mlp bench`: seconds per training epoch and where they go, stage by stage, on the real data.
+//!
+//! It runs the training loop of `mlp train` (same batches, same arithmetic) with a clock read between
+//! stages: batch gathering, each layer's forward and backward, the loss, the SGD update, and the test
+//! evaluation. Reading the clock costs about 20 ns a stage, far below any stage here.
+
+use std::io::Write;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::batch::InputBatch;
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::network::{Laps, Network, Stage};
+use crate::spec::NetSpec;
+use crate::train::{Settings, evaluate};
+
+/// Seconds spent in each stage, summed over a run.
+struct StageClock {
+    last: Instant,
+    forward: Vec<f64>,
+    backward: Vec<f64>,
+    loss: f64,
+}
+
+impl Laps for StageClock {
+    fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        let dt = (now - self.last).as_secs_f64();
+        self.last = now;
+        match stage {
+            Stage::Forward(i) => self.forward[i] += dt,
+            Stage::Backward(i) => self.backward[i] += dt,
+            Stage::Loss => self.loss += dt,
+        }
+    }
+}
+
+/// What one benchmark measured.
+pub struct BenchReport {
+    pub load_s: f64,
+    pub epochs: usize,
+    /// `(stage, seconds over all epochs)`, in the order a step runs them.
+    pub stages: Vec<(String, f64)>,
+    pub train_s: f64,
+    pub eval_s: f64,
+    pub test_acc: f64,
+}
+
+impl BenchReport {
+    pub fn seconds_per_epoch(&self) -> f64 {
+        self.train_s / self.epochs as f64
+    }
+
+    /// A plain table: stage, seconds per epoch, share of the training time.
+    pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(out, "{:<26} {:>10} {:>7}", "stage", "s/epoch", "share")?;
+        for (name, secs) in &self.stages {
+            let per_epoch = secs / self.epochs as f64;
+            writeln!(
+                out,
+                "{name:<26} {per_epoch:>10.4} {:>6.1}%",
+                100.0 * secs / self.train_s
+            )?;
+        }
+        writeln!(
+            out,
+            "{:<26} {:>10.4} {:>6.1}%",
+            "training (all stages)",
+            self.seconds_per_epoch(),
+            100.0
+        )?;
+        writeln!(
+            out,
+            "{:<26} {:>10.4}",
+            "test evaluation",
+            self.eval_s / self.epochs as f64
+        )?;
+        writeln!(
+            out,
+            "{:<26} {:>10.4}  (once)",
+            "loading the data", self.load_s
+        )?;
+        writeln!(
+            out,
+            "test accuracy after {} epochs: {:.4}",
+            self.epochs, self.test_acc
+        )
+    }
+}
+
+/// Trains `spec` for `settings.max_epoch` epochs on the data in `data_dir`, timing every stage.
+pub fn bench(
+    spec: &NetSpec,
+    settings: &Settings,
+    data_dir: &std::path::Path,
+) -> Result<BenchReport> {
+    let start = Instant::now();
+    let data = Dataset::load(data_dir)?;
+    let load_s = start.elapsed().as_secs_f64();
+    spec.check_data(data.input_width(), data.classes)?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let layers = spec.build(&mut rng);
+    let names: Vec<String> = layers.iter().map(|l| l.name().to_string()).collect();
+    let capacity = settings.batch_size.max(1000.min(data.test.len()));
+    let mut network = Network::new(layers, data.input_width(), capacity);
+    let mut batch = InputBatch::new(
+        capacity,
+        data.input_width(),
+        network.input_path(settings.input_path),
+    );
+    let mut order: Vec<u32> = (0..data.train.len() as u32).collect();
+    let mut clock = StageClock {
+        last: Instant::now(),
+        forward: vec![0.0; names.len()],
+        backward: vec![0.0; names.len()],
+        loss: 0.0,
+    };
+    let (mut gather_s, mut update_s, mut eval_s, mut test_acc) = (0.0, 0.0, 0.0, 0.0);
+    let train_start = Instant::now();
+    for _ in 0..settings.max_epoch {
+        order.shuffle(&mut rng);
+        for indices in order.chunks(settings.batch_size) {
+            let t0 = Instant::now();
+            batch.fill(&data.train, indices);
+            clock.last = Instant::now();
+            gather_s += (clock.last - t0).as_secs_f64();
+            network.compute_gradients_timed(&batch, settings.loss, &mut clock);
+            let t1 = Instant::now();
+            network.update(&settings.sgd);
+            update_s += t1.elapsed().as_secs_f64();
+        }
+        let t2 = Instant::now();
+        test_acc = evaluate(&mut network, &data.test, settings.loss, &mut batch).accuracy();
+        eval_s += t2.elapsed().as_secs_f64();
+    }
+    let train_s = train_start.elapsed().as_secs_f64() - eval_s;
+
+    let mut stages = vec![("gather batch".to_string(), gather_s)];
+    stages.extend(
+        names
+            .iter()
+            .zip(&clock.forward)
+            .map(|(n, &s)| (format!("forward {n}"), s)),
+    );
+    stages.push(("loss".to_string(), clock.loss));
+    stages.extend(
+        names
+            .iter()
+            .zip(&clock.backward)
+            .rev()
+            .map(|(n, &s)| (format!("backward {n}"), s)),
+    );
+    stages.push(("sgd update".to_string(), update_s));
+    Ok(BenchReport {
+        load_s,
+        epochs: settings.max_epoch,
+        stages,
+        train_s,
+        eval_s,
+        test_acc,
+    })
+}

@@ -1,0 +1,49 @@
+//! Dense matrix products, behind one function so that the kernel can be swapped in one place.
+//!
+//! ndarray's `general_mat_mul` runs matrixmultiply, built here with its AVX-512 kernel and its
+//! `threading` feature (thread count: `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was
+//! measured too and lost end to end (README, Performance).
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// `c = a · b` (`accumulate` false) or `c += a · b` (`accumulate` true). Any strides, transposed views
+/// included.
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, accumulate: bool) {
+    general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
+        })
+    }
+
+    #[test]
+    fn matches_the_definition_for_plain_and_transposed_views() {
+        let a = Array2::from_shape_fn((37, 53), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.1 - 0.8);
+        let b = Array2::from_shape_fn((53, 29), |(i, j)| {
+            ((i * 5 + j * 11) % 13) as f32 * 0.1 - 0.6
+        });
+        let bt = b.t().to_owned();
+        let at = a.t().to_owned();
+        let want = naive(a.view(), b.view());
+        for (lhs, rhs) in [
+            (a.view(), b.view()),
+            (at.t(), b.view()),
+            (a.view(), bt.t()),
+            (at.t(), bt.t()),
+        ] {
+            let mut c = Array2::from_elem((37, 29), 9.0);
+            matmul(lhs, rhs, c.view_mut(), false);
+            assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-4));
+            matmul(lhs, rhs, c.view_mut(), true);
+            assert!(c.iter().zip(&want).all(|(x, y)| (x - 2.0 * y).abs() < 2e-4));
+        }
+    }
+}
