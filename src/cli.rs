@@ -9,12 +9,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::batch::InputPath;
 use crate::error::{Error, Result};
+use crate::interrupt::StopFlag;
 use crate::loss::Loss;
 use crate::optim::Sgd;
 use crate::output::progress::Mode;
 use crate::run::{TrainConfig, run_train};
 use crate::spec::NetSpec;
-use crate::train::Settings;
+use crate::train::{Settings, Status};
 
 /// The report's headline network, MLP1_ReLU_CE.
 pub const DEFAULT_LAYER: &str = "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01";
@@ -180,6 +181,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Keep training through a NaN or infinite loss instead of stopping with status `diverged` (exit 3)
+    #[arg(long)]
+    pub allow_nan: bool,
+
     /// Replace a run already in the output folder
     #[arg(long)]
     pub overwrite: bool,
@@ -225,6 +230,7 @@ impl WorkloadArgs {
             test_epoch,
             seed: self.seed,
             input_path: self.input_path,
+            allow_nan: false,
         }
     }
 }
@@ -272,8 +278,10 @@ impl TrainArgs {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
         };
+        let mut settings = self.workload.settings(sgd, self.max_epoch, self.test_epoch);
+        settings.allow_nan = self.allow_nan;
         Ok(TrainConfig {
-            settings: self.workload.settings(sgd, self.max_epoch, self.test_epoch),
+            settings,
             spec,
             threads,
             disp_freq: self.disp_freq,
@@ -298,10 +306,31 @@ fn configure_threads(threads: usize) {
         .build_global();
 }
 
-fn train(args: TrainArgs, command: Vec<String>) -> Result<()> {
+/// Trains; the exit code is 0, or says how the run stopped early: 130 (SIGINT), 143 (SIGTERM), 3
+/// (diverged).
+fn train(args: TrainArgs, command: Vec<String>) -> Result<u8> {
     let cfg = args.into_config(command)?;
     configure_threads(cfg.threads);
-    let outcome = run_train(&cfg)?;
+    let stop = StopFlag::install().map_err(|e| Error::io("signal handlers", e))?;
+    let outcome = run_train(&cfg, &stop)?;
+    let code = match outcome.status {
+        Status::Interrupted => stop.requested().map_or(130, |s| s.exit_code()),
+        Status::Diverged => 3,
+        _ => 0,
+    };
+    if code != 0 {
+        let signal = stop
+            .requested()
+            .map(|s| format!(" by {}", s.name()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}{signal}; every row so far is in {} (status: {:?})",
+            outcome.stopped,
+            cfg.out_dir.join(crate::run::METRICS_FILE).display(),
+            outcome.status
+        );
+    }
     let _ = writeln!(
         std::io::stdout(),
         "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {} epochs in {:.1} s -> {}",
@@ -314,10 +343,10 @@ fn train(args: TrainArgs, command: Vec<String>) -> Result<()> {
         outcome.train_time_s,
         cfg.out_dir.display()
     );
-    Ok(())
+    Ok(code)
 }
 
-fn bench(args: BenchArgs) -> Result<()> {
+fn bench(args: BenchArgs) -> Result<u8> {
     let Workload {
         spec,
         threads,
@@ -341,7 +370,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         settings.batch_size, args.epochs
     );
     let _ = report.write(&mut out);
-    Ok(())
+    Ok(0)
 }
 
 fn check_finite(flag: &'static str, value: f32, in_range: bool, expected: &str) -> Result<()> {
@@ -401,7 +430,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Bench(args) => bench(args),
     };
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             e.exit_code()

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod idx;
+pub mod interrupt;
 pub mod layers;
 pub mod linalg;
 pub mod loss;

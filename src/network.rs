@@ -150,6 +150,21 @@ impl Network {
         stats
     }
 
+    /// The first parameter (in spec order) whose gradient or value holds a NaN or an infinity, named for
+    /// a message: `"fc1.weight gradient"`, `"fc2.bias"`.
+    pub fn first_non_finite(&self) -> Option<String> {
+        let finite = |a: &Array2<f32>| a.iter().all(|v| v.is_finite());
+        self.params().find_map(|p| {
+            if !finite(&p.grad) {
+                Some(format!("{} gradient", p.name))
+            } else if !finite(&p.value) {
+                Some(p.name.clone())
+            } else {
+                None
+            }
+        })
+    }
+
     /// Applies one SGD step to every parameter.
     pub fn update(&mut self, sgd: &Sgd) {
         for param in self.params_mut() {

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::interrupt::StopFlag;
 use crate::output::config::RunConfig;
 use crate::output::metrics::MetricsWriter;
 use crate::output::progress::{Mode, Progress};
-use crate::output::summary::{Status, Summary, write_summary};
+use crate::output::summary::{Summary, write_summary};
 use crate::output::write_atomically;
 use crate::spec::NetSpec;
-use crate::train::{Observer, Outcome, Settings, StepRecord, TestRecord, train};
+use crate::train::{Observer, Outcome, Settings, Status, StepRecord, TestRecord, train};
 
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const SUMMARY_FILE: &str = "summary.csv";
@@ -39,8 +40,10 @@ pub struct TrainConfig {
     pub command: Vec<String>,
 }
 
-/// Loads the data, checks the spec against it, trains, and leaves the run's files in `out_dir`.
-pub fn run_train(cfg: &TrainConfig) -> Result<Outcome> {
+/// Loads the data, checks the spec against it, trains, and leaves the run's files in `out_dir`. A run
+/// that stops early (`stop` raised, divergence) still writes its summary, with its status; one that fails
+/// (say, a full disk) marks its config `failed` if it still can.
+pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
     let data = Dataset::load(&cfg.data_dir)?;
     cfg.spec.check_data(data.input_width(), data.classes)?;
     if cfg.settings.batch_size > data.train.len() {
@@ -66,6 +69,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<Outcome> {
         metrics_path,
         progress: Progress::new(cfg.progress, cfg.disp_freq, cfg.settings.max_epoch),
         disp_freq: cfg.disp_freq,
+        stop,
     };
     let outcome = train(&cfg.spec, &cfg.settings, &data, &mut observer);
     observer.progress.finish();
@@ -73,12 +77,17 @@ pub fn run_train(cfg: &TrainConfig) -> Result<Outcome> {
         .metrics
         .flush()
         .map_err(|e| Error::io(&observer.metrics_path, e));
-    let outcome = outcome?;
-    flushed?;
-
-    write_summary_file(cfg, &outcome)?;
-    write_config(cfg, Status::Completed)?;
-    Ok(outcome)
+    let finished = outcome
+        .and_then(|outcome| flushed.map(|()| outcome))
+        .and_then(|outcome| {
+            write_summary_file(cfg, &outcome)?;
+            write_config(cfg, outcome.status)?;
+            Ok(outcome)
+        });
+    if finished.is_err() {
+        let _ = write_config(cfg, Status::Failed);
+    }
+    finished
 }
 
 /// Creates `dir`; refuses one that already holds a run unless `overwrite`, which removes its files.
@@ -131,6 +140,7 @@ fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
         disp_freq: cfg.disp_freq,
         test_epoch: s.test_epoch,
         seed: s.seed,
+        allow_nan: s.allow_nan,
         threads: cfg.threads,
         input_path: s.input_path,
         data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
@@ -147,7 +157,7 @@ fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
     let s = &cfg.settings;
     let summary = Summary {
         name: cfg.name.clone(),
-        status: Status::Completed,
+        status: outcome.status,
         loss: s.loss,
         layer: cfg.spec.to_string(),
         lr: s.sgd.lr,
@@ -168,20 +178,25 @@ fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
     })
 }
 
-struct RunObserver {
+struct RunObserver<'a> {
+    stop: &'a StopFlag,
     metrics: MetricsWriter<BufWriter<File>>,
     metrics_path: PathBuf,
     progress: Progress,
     disp_freq: usize,
 }
 
-impl RunObserver {
+impl RunObserver<'_> {
     fn fail(&self, e: csv::Error) -> Error {
         Error::io(&self.metrics_path, e.into())
     }
 }
 
-impl Observer for RunObserver {
+impl Observer for RunObserver<'_> {
+    fn stop_requested(&self) -> bool {
+        self.stop.requested().is_some()
+    }
+
     fn epoch_started(&mut self, epoch: usize, iters_per_epoch: usize) {
         self.progress.epoch_started(epoch, iters_per_epoch);
     }

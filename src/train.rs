@@ -8,6 +8,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 
 use crate::batch::{InputBatch, InputPath};
 use crate::data::{Dataset, Split};
@@ -32,6 +33,8 @@ pub struct Settings {
     pub seed: u64,
     /// Dense or sparse first layer; the numbers agree to float rounding, only the speed differs.
     pub input_path: InputPath,
+    /// Keep training through a non-finite loss instead of stopping with status `diverged`.
+    pub allow_nan: bool,
 }
 
 /// One training iteration: the batch's mean loss and accuracy, measured before the update.
@@ -68,14 +71,34 @@ pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _iters_per_epoch: usize) {}
     fn step(&mut self, record: &StepRecord) -> Result<()>;
     fn tested(&mut self, record: &TestRecord) -> Result<()>;
+    /// Asked after every iteration: true ends the run there (Ctrl-C), with status `interrupted`.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
-/// What a finished run reports (the report's Table 3 row).
+/// How a run ended; `running` is what the files say while it trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Completed,
+    Interrupted,
+    Diverged,
+    Failed,
+}
+
+/// What a run reports (the report's Table 3 row), also when it stopped early.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// Mean of the last epoch's per-iteration batch losses and accuracies.
+    pub status: Status,
+    /// Where and why the run stopped early, for the user; empty when it completed.
+    pub stopped: String,
+    /// Mean of the last epoch's per-iteration batch losses and accuracies (the iterations run so far
+    /// when the run stopped inside an epoch).
     pub train_loss: f64,
     pub train_acc: f64,
+    /// The last test evaluation; NaN when the run stopped before the first.
     pub test_loss: f64,
     pub test_acc: f64,
     /// Seconds spent training, evaluation excluded.
@@ -86,6 +109,9 @@ pub struct Outcome {
 /// Trains a network built from `spec` on `data` and returns its final numbers. The same `settings`
 /// (seed included) give the same numbers on every run: the seed draws the initial weights, then the
 /// shuffles, from one ChaCha8 stream.
+///
+/// A non-finite batch loss stops the run at that iteration (status `diverged`, before the update, so the
+/// parameters stay finite) unless `settings.allow_nan`.
 pub fn train(
     spec: &NetSpec,
     settings: &Settings,
@@ -105,19 +131,25 @@ pub fn train(
     let start = Instant::now();
     let mut eval_seconds = 0.0;
     let mut step = 0;
-    let mut last_test = BatchStats::default();
-    let (mut epoch_loss_sum, mut epoch_acc_sum) = (0.0, 0.0);
-    for epoch in 1..=settings.max_epoch {
+    let mut test = (f64::NAN, f64::NAN);
+    let (mut epoch_loss_sum, mut epoch_acc_sum, mut epoch_iters) = (0.0, 0.0, 0);
+    let mut status = Status::Completed;
+    let mut stopped = String::new();
+    'epochs: for epoch in 1..=settings.max_epoch {
         observer.epoch_started(epoch, iters_per_epoch);
         order.shuffle(&mut rng);
-        (epoch_loss_sum, epoch_acc_sum) = (0.0, 0.0);
+        (epoch_loss_sum, epoch_acc_sum, epoch_iters) = (0.0, 0.0, 0);
         for (iter, indices) in order.chunks(settings.batch_size).enumerate() {
             step += 1;
             batch.fill(train, indices);
             let stats = network.compute_gradients(&batch, settings.loss);
-            network.update(&settings.sgd);
+            let diverged = !settings.allow_nan && !stats.loss_sum.is_finite();
+            if !diverged {
+                network.update(&settings.sgd);
+            }
             epoch_loss_sum += stats.mean_loss();
             epoch_acc_sum += stats.accuracy();
+            epoch_iters += 1;
             observer.step(&StepRecord {
                 step,
                 epoch,
@@ -128,27 +160,51 @@ pub fn train(
                 acc: stats.accuracy(),
                 time_s: start.elapsed().as_secs_f64(),
             })?;
+            let place = format!(
+                "step {step} (epoch {epoch}, iteration {}/{iters_per_epoch})",
+                iter + 1
+            );
+            if diverged {
+                status = Status::Diverged;
+                stopped = format!(
+                    "diverged at {place}: the batch loss is {}; first non-finite value: {} \
+                     (lower --lr, or pass --allow-nan to keep going)",
+                    stats.mean_loss(),
+                    network
+                        .first_non_finite()
+                        .unwrap_or_else(|| "the network's output".into())
+                );
+                break 'epochs;
+            }
+            if observer.stop_requested() {
+                status = Status::Interrupted;
+                stopped = format!("interrupted after {place}");
+                break 'epochs;
+            }
         }
         if epoch.is_multiple_of(settings.test_epoch) || epoch == settings.max_epoch {
             let eval_start = Instant::now();
-            last_test = evaluate(&mut network, &data.test, settings.loss, &mut batch);
+            let stats = evaluate(&mut network, &data.test, settings.loss, &mut batch);
+            test = (stats.mean_loss(), stats.accuracy());
             eval_seconds += eval_start.elapsed().as_secs_f64();
             observer.tested(&TestRecord {
                 step,
                 epoch,
                 iters_per_epoch,
                 lr: settings.sgd.lr,
-                loss: last_test.mean_loss(),
-                acc: last_test.accuracy(),
+                loss: test.0,
+                acc: test.1,
                 time_s: start.elapsed().as_secs_f64(),
             })?;
         }
     }
     Ok(Outcome {
-        train_loss: epoch_loss_sum / iters_per_epoch as f64,
-        train_acc: epoch_acc_sum / iters_per_epoch as f64,
-        test_loss: last_test.mean_loss(),
-        test_acc: last_test.accuracy(),
+        status,
+        stopped,
+        train_loss: epoch_loss_sum / epoch_iters.max(1) as f64,
+        train_acc: epoch_acc_sum / epoch_iters.max(1) as f64,
+        test_loss: test.0,
+        test_acc: test.1,
         train_time_s: start.elapsed().as_secs_f64() - eval_seconds,
         steps: step,
     })

@@ -429,3 +429,136 @@ fn help_shows_examples_and_exits_zero() {
         "{help}"
     );
 }
+
+#[test]
+fn a_diverging_run_stops_with_status_diverged_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 300, 40, 4);
+    let spec = "linear,fc1,16,32,1; relu,r; linear,fc2,32,4,1";
+    let args = [
+        "train",
+        "--data",
+        ".",
+        "--layer",
+        spec,
+        "--lr",
+        "1000",
+        "--batch-size",
+        "10",
+        "--out",
+        "d",
+    ];
+    let out = mlp(dir.path(), &args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("diverged at step "), "{last}");
+    assert!(last.contains("first non-finite value: fc"), "{last}");
+    let (_, rows) = read_csv(&dir.path().join("d/metrics.csv"));
+    let stopped_at: usize = last["diverged at step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        stopped_at,
+        "one row per iteration up to the one that diverged"
+    );
+    assert!(!rows.last().unwrap()[4].parse::<f64>().unwrap().is_finite());
+    let (header, summary) = read_csv(&dir.path().join("d/summary.csv"));
+    assert_eq!(
+        summary[0][header.iter().position(|h| h == "status").unwrap()],
+        "diverged"
+    );
+    let config = fs::read_to_string(dir.path().join("d/config.json")).unwrap();
+    assert!(config.contains("\"status\": \"diverged\""), "{config}");
+
+    // --allow-nan trains on to the end.
+    let out = mlp(
+        dir.path(),
+        &[
+            &args[..],
+            &["--allow-nan", "--overwrite", "--max-epoch", "2", "-q"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_, rows) = read_csv(&dir.path().join("d/metrics.csv"));
+    assert_eq!(rows.len(), 2 * 30 + 2);
+}
+
+/// Sends `signal` to a training run once its metrics file has rows, and checks what it leaves.
+fn interrupt_with(signal: &str, code: i32) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args([
+            "train",
+            "--data",
+            mnist_dir().to_str().unwrap(),
+            "--out",
+            "run",
+            "--disp-freq",
+            "1",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("run/metrics.csv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 20 {
+        assert!(Instant::now() < deadline, "no rows within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("interrupted after step "), "{last}");
+    let (header, rows) = read_csv(&metrics);
+    assert_eq!(header, HEADER);
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 7 && r.iter().all(|c| !c.is_empty()))
+    );
+    let stopped_at: usize = last["interrupted after step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r[2] == "train").count(),
+        stopped_at,
+        "every completed iteration has its row"
+    );
+    let (sheader, summary) = read_csv(&dir.path().join("run/summary.csv"));
+    assert_eq!(
+        summary[0][sheader.iter().position(|h| h == "status").unwrap()],
+        "interrupted"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_after_the_iteration_and_keeps_every_row() {
+    interrupt_with("-INT", 130);
+}
+
+#[test]
+fn sigterm_stops_the_same_way_with_exit_143() {
+    interrupt_with("-TERM", 143);
+}

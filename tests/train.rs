@@ -51,6 +51,7 @@ fn settings(loss: Loss, seed: u64) -> Settings {
         test_epoch: 2,
         seed,
         input_path: mlp::batch::InputPath::Auto,
+        allow_nan: false,
     }
 }
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::summary::Status;
 use crate::batch::InputPath;
 use crate::loss::Loss;
+use crate::train::Status;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
@@ -25,6 +25,7 @@ pub struct RunConfig {
     pub disp_freq: usize,
     pub test_epoch: usize,
     pub seed: u64,
+    pub allow_nan: bool,
     /// Speed only: the numbers do not depend on these two.
     pub threads: usize,
     pub input_path: InputPath,

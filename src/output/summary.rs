@@ -6,14 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::loss::Loss;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Running,
-    Completed,
-}
+use crate::train::Status;
 
 /// The one row. Field order is column order.
 #[derive(Debug, Clone, Serialize)]
