@@ -494,7 +494,7 @@ fn interrupt_with(signal: &str, code: i32) {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mlp"))
         .args([
             "train",
             "--data",
