@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains every network of a grid file (default: the report's Table 3, scripts/grid.tsv) with the report's
 # hyperparameters (lr 1e-2, weight decay 5e-4, momentum 0.9, batch 100, 50 epochs), one run folder per
-# network: runs/<NAME>/ (or runs/epochs-N/<NAME>/ with --epochs N).
+# network: runs/<NAME>/ (or runs/epochs-N/<NAME>/ with --epochs N), gradient norms included.
 #
 # Finished runs (a summary.csv in their folder) are skipped, so an interrupted grid resumes where it
 # stopped; an unfinished run is started again from scratch. The commands are also written to
@@ -62,7 +62,7 @@ while IFS=$'\t' read -r name loss spec; do
     echo "skip $name: finished ($out/$name/summary.csv)" >&2
     continue
   fi
-  cmd="$(quote "$MLP") train --quiet --overwrite --name $(quote "$name") --loss $loss --layer $(quote "$spec")"
+  cmd="$(quote "$MLP") train --quiet --overwrite --grad-norms --name $(quote "$name") --loss $loss --layer $(quote "$spec")"
   cmd="$cmd --max-epoch $epochs --threads $threads --out $(quote "$out/$name")"
   for arg in "${extra[@]+"${extra[@]}"}"; do cmd="$cmd $(quote "$arg")"; done
   echo "$cmd" >> "$commands"

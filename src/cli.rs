@@ -181,6 +181,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Also write grad_norms.csv: the L2 norm of each Linear layer's weight gradient every --disp-freq
+    /// iterations (the report's vanishing-gradient diagnosis)
+    #[arg(long)]
+    pub grad_norms: bool,
+
     /// Keep training through a NaN or infinite loss instead of stopping with status `diverged` (exit 3)
     #[arg(long)]
     pub allow_nan: bool,
@@ -231,6 +236,7 @@ impl WorkloadArgs {
             seed: self.seed,
             input_path: self.input_path,
             allow_nan: false,
+            grad_norm_every: None,
         }
     }
 }
@@ -280,6 +286,7 @@ impl TrainArgs {
         };
         let mut settings = self.workload.settings(sgd, self.max_epoch, self.test_epoch);
         settings.allow_nan = self.allow_nan;
+        settings.grad_norm_every = self.grad_norms.then_some(self.disp_freq);
         Ok(TrainConfig {
             settings,
             spec,

@@ -150,6 +150,15 @@ impl Network {
         stats
     }
 
+    /// `(layer name, ‖dW‖₂)` for every layer with a weight (its first parameter), in spec order.
+    pub fn weight_grad_norms(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.layers.iter().filter_map(|layer| {
+            let weight = layer.params().first()?;
+            let sum: f64 = weight.grad.iter().map(|&g| g as f64 * g as f64).sum();
+            Some((layer.name(), sum.sqrt()))
+        })
+    }
+
     /// The first parameter (in spec order) whose gradient or value holds a NaN or an infinity, named for
     /// a message: `"fc1.weight gradient"`, `"fc2.bias"`.
     pub fn first_non_finite(&self) -> Option<String> {

@@ -12,16 +12,20 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::interrupt::StopFlag;
 use crate::output::config::RunConfig;
+use crate::output::grad_norms::GradNormWriter;
 use crate::output::metrics::MetricsWriter;
 use crate::output::progress::{Mode, Progress};
 use crate::output::summary::{Summary, write_summary};
 use crate::output::write_atomically;
 use crate::spec::NetSpec;
-use crate::train::{Observer, Outcome, Settings, Status, StepRecord, TestRecord, train};
+use crate::train::{
+    GradNormRecord, Observer, Outcome, Settings, Status, StepRecord, TestRecord, train,
+};
 
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const SUMMARY_FILE: &str = "summary.csv";
 pub const CONFIG_FILE: &str = "config.json";
+pub const GRAD_NORMS_FILE: &str = "grad_norms.csv";
 
 /// A validated `mlp train` invocation.
 #[derive(Debug, Clone)]
@@ -64,9 +68,20 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
     let file = File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     let metrics =
         MetricsWriter::new(BufWriter::new(file)).map_err(|e| Error::io(&metrics_path, e.into()))?;
+    let grad_norms = match cfg.settings.grad_norm_every {
+        None => None,
+        Some(_) => {
+            let path = cfg.out_dir.join(GRAD_NORMS_FILE);
+            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let writer = GradNormWriter::new(BufWriter::new(file))
+                .map_err(|e| Error::io(&path, e.into()))?;
+            Some((writer, path))
+        }
+    };
     let mut observer = RunObserver {
         metrics,
         metrics_path,
+        grad_norms,
         progress: Progress::new(cfg.progress, cfg.disp_freq, cfg.settings.max_epoch),
         disp_freq: cfg.disp_freq,
         stop,
@@ -114,7 +129,7 @@ fn prepare_folder(dir: &Path, overwrite: bool) -> Result<()> {
             ),
         });
     }
-    for file in [SUMMARY_FILE, METRICS_FILE, CONFIG_FILE] {
+    for file in [SUMMARY_FILE, METRICS_FILE, CONFIG_FILE, GRAD_NORMS_FILE] {
         let path = dir.join(file);
         if path.exists() {
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -141,6 +156,7 @@ fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
         test_epoch: s.test_epoch,
         seed: s.seed,
         allow_nan: s.allow_nan,
+        grad_norms: s.grad_norm_every.is_some(),
         threads: cfg.threads,
         input_path: s.input_path,
         data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
@@ -182,6 +198,7 @@ struct RunObserver<'a> {
     stop: &'a StopFlag,
     metrics: MetricsWriter<BufWriter<File>>,
     metrics_path: PathBuf,
+    grad_norms: Option<(GradNormWriter<BufWriter<File>>, PathBuf)>,
     progress: Progress,
     disp_freq: usize,
 }
@@ -218,6 +235,16 @@ impl Observer for RunObserver<'_> {
             .flush()
             .map_err(|e| Error::io(&self.metrics_path, e))?;
         self.progress.tested(record);
+        Ok(())
+    }
+
+    fn grad_norms(&mut self, records: &[GradNormRecord]) -> Result<()> {
+        if let Some((writer, path)) = &mut self.grad_norms {
+            writer
+                .write(records)
+                .map_err(|e| Error::io(&*path, e.into()))?;
+        }
+        self.progress.grad_norms(records);
         Ok(())
     }
 }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub input_path: InputPath,
     /// Keep training through a non-finite loss instead of stopping with status `diverged`.
     pub allow_nan: bool,
+    /// Report the weight-gradient norms every this many iterations (`--grad-norms`).
+    pub grad_norm_every: Option<usize>,
 }
 
 /// One training iteration: the batch's mean loss and accuracy, measured before the update.
@@ -66,11 +68,25 @@ pub struct TestRecord {
     pub time_s: f64,
 }
 
+/// The L2 norm of one Linear layer's weight gradient at one step (report, section 3.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradNormRecord {
+    pub step: usize,
+    pub iters_per_epoch: usize,
+    /// The layer's NAME from the spec.
+    pub layer: String,
+    pub norm: f64,
+}
+
 /// Receives the loop's records as they are made; an error stops training.
 pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _iters_per_epoch: usize) {}
     fn step(&mut self, record: &StepRecord) -> Result<()>;
     fn tested(&mut self, record: &TestRecord) -> Result<()>;
+    /// Called every `Settings::grad_norm_every` iterations with every Linear layer's norm, in spec order.
+    fn grad_norms(&mut self, _records: &[GradNormRecord]) -> Result<()> {
+        Ok(())
+    }
     /// Asked after every iteration: true ends the run there (Ctrl-C), with status `interrupted`.
     fn stop_requested(&self) -> bool {
         false
@@ -130,7 +146,7 @@ pub fn train(
 
     let start = Instant::now();
     let mut eval_seconds = 0.0;
-    let mut step = 0;
+    let mut step: usize = 0;
     let mut test = (f64::NAN, f64::NAN);
     let (mut epoch_loss_sum, mut epoch_acc_sum, mut epoch_iters) = (0.0, 0.0, 0);
     let mut status = Status::Completed;
@@ -160,6 +176,22 @@ pub fn train(
                 acc: stats.accuracy(),
                 time_s: start.elapsed().as_secs_f64(),
             })?;
+            // The update leaves the gradients as they were, so they can be read after it.
+            if settings
+                .grad_norm_every
+                .is_some_and(|every| step.is_multiple_of(every))
+            {
+                let records: Vec<GradNormRecord> = network
+                    .weight_grad_norms()
+                    .map(|(layer, norm)| GradNormRecord {
+                        step,
+                        iters_per_epoch,
+                        layer: layer.to_string(),
+                        norm,
+                    })
+                    .collect();
+                observer.grad_norms(&records)?;
+            }
             let place = format!(
                 "step {step} (epoch {epoch}, iteration {}/{iters_per_epoch})",
                 iter + 1

@@ -562,3 +562,44 @@ fn ctrl_c_stops_after_the_iteration_and_keeps_every_row() {
 fn sigterm_stops_the_same_way_with_exit_143() {
     interrupt_with("-TERM", 143);
 }
+
+#[test]
+fn grad_norms_are_written_for_every_linear_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 200, 20, 4);
+    let spec = "linear,first,16,8,0.1; sigmoid,s; linear,second,8,4,0.1";
+    let args = [
+        "train",
+        "-q",
+        "--data",
+        ".",
+        "--layer",
+        spec,
+        "--batch-size",
+        "20",
+        "--disp-freq",
+        "5",
+        "--grad-norms",
+    ];
+    let out = mlp(
+        dir.path(),
+        &[&args[..], &["--max-epoch", "2", "--out", "g"]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, rows) = read_csv(&dir.path().join("g/grad_norms.csv"));
+    assert_eq!(header, ["step", "epoch", "layer", "grad_norm"]);
+    // 10 iterations per epoch, a record every 5: steps 5, 10, 15, 20, two layers each.
+    let steps_layers: Vec<(String, String)> =
+        rows.iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    let want: Vec<(String, String)> = [5, 10, 15, 20]
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.to_string(), "first".to_string()),
+                (s.to_string(), "second".to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(steps_layers, want);
+    assert!(rows.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0));
+}

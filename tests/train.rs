@@ -52,6 +52,7 @@ fn settings(loss: Loss, seed: u64) -> Settings {
         seed,
         input_path: mlp::batch::InputPath::Auto,
         allow_nan: false,
+        grad_norm_every: None,
     }
 }
 

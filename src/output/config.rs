@@ -26,6 +26,7 @@ pub struct RunConfig {
     pub test_epoch: usize,
     pub seed: u64,
     pub allow_nan: bool,
+    pub grad_norms: bool,
     /// Speed only: the numbers do not depend on these two.
     pub threads: usize,
     pub input_path: InputPath,

@@ -1,6 +1,7 @@
 //! What a run leaves behind and shows: the files of its folder and the progress on the terminal.
 
 pub mod config;
+pub mod grad_norms;
 pub mod metrics;
 pub mod progress;
 pub mod summary;

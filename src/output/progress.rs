@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::train::{StepRecord, TestRecord};
+use crate::train::{GradNormRecord, StepRecord, TestRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -134,6 +134,22 @@ impl Progress {
             )),
             Mode::Quiet => {}
         }
+    }
+
+    /// In line mode, the weight-gradient norms as one line (report, section 3.4).
+    pub fn grad_norms(&mut self, records: &[GradNormRecord]) {
+        if self.mode != Mode::Lines || records.is_empty() {
+            return;
+        }
+        let norms: Vec<String> = records
+            .iter()
+            .map(|r| format!("{} {:.3e}", r.layer, r.norm))
+            .collect();
+        self.line(&format!(
+            "  step {}: L2 norm of weight gradient: {}",
+            records[0].step,
+            norms.join(", ")
+        ));
     }
 
     /// Leaves the last bar on screen.
