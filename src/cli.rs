@@ -68,6 +68,82 @@ pub enum Command {
     /// and backward pass, the loss, the update and the evaluation
     #[command(after_help = BENCH_EXAMPLES, args_override_self = true)]
     Bench(BenchArgs),
+
+    /// Gather the summary.csv of runs into one table: Markdown in the shape of the report's Table 3
+    /// on stdout, and the stacked CSV with --csv
+    #[command(after_help = SUMMARIZE_EXAMPLES)]
+    Summarize(SummarizeArgs),
+
+    /// Draw loss and accuracy curves (or gradient norms, or the sigmoid) as PNG or SVG
+    #[command(after_help = PLOT_EXAMPLES)]
+    Plot(PlotArgs),
+}
+
+const PLOT_EXAMPLES: &str = "\
+Examples:
+  mlp plot runs/AffNet_MSE runs/AffNet_CE --out fig1.png         # the report's Figure 1
+  mlp plot runs/MLP1_* --log-loss --out mlp1.svg
+  mlp plot --grad-norms runs/MLP2_Sig_Sig_MSE --out grad-norms.png
+  mlp plot --sigmoid --out fig4.png                               # Figure 4";
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run folders (each with a metrics.csv)
+    #[arg(value_name = "RUN", required_unless_present = "sigmoid")]
+    pub runs: Vec<PathBuf>,
+
+    /// The image to write: .png or .svg
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Loss on a log scale
+    #[arg(long)]
+    pub log_loss: bool,
+
+    /// Chart each Linear layer's weight-gradient norm (from grad_norms.csv) of one run instead
+    #[arg(long, conflicts_with = "sigmoid")]
+    pub grad_norms: bool,
+
+    /// Draw the sigmoid and its derivative (the report's Figure 4) instead
+    #[arg(long)]
+    pub sigmoid: bool,
+
+    /// Average the train rows over windows of N iterations
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub smooth: usize,
+
+    /// Title above the charts [default: the run names]
+    #[arg(long)]
+    pub title: Option<String>,
+
+    /// Image size in pixels
+    #[arg(long, value_name = "WxH", default_value = "1400x560")]
+    pub size: String,
+}
+
+const SUMMARIZE_EXAMPLES: &str = "\
+Examples:
+  mlp summarize runs                          # every run folder in runs/
+  mlp summarize runs --report                 # beside the report's test accuracies
+  mlp summarize runs/MLP1_ReLU_CE runs/MLP2_ReLU_CE --csv table3.csv";
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// Run folders, or folders of run folders
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+
+    /// Also write the summaries stacked into one CSV file
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the Markdown table to a file
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Add the report's Table 3 test accuracy and our difference from it
+    #[arg(long)]
+    pub report: bool,
 }
 
 const BENCH_EXAMPLES: &str = "\
@@ -313,6 +389,86 @@ fn configure_threads(threads: usize) {
         .build_global();
 }
 
+fn plot(args: PlotArgs) -> Result<u8> {
+    use crate::plot::{Figure, draw, series};
+    let size = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| (100..=10_000).contains(&w) && (100..=10_000).contains(&h))
+        .ok_or_else(|| {
+            Error::usage(
+                "--size",
+                format!(
+                    "\"{}\" is not WIDTHxHEIGHT in 100..=10000 pixels",
+                    args.size
+                ),
+            )
+        })?;
+    if args.smooth == 0 {
+        return Err(Error::usage("--smooth", "must be at least 1, got 0"));
+    }
+    let names = || {
+        args.runs
+            .iter()
+            .map(|r| r.file_name().unwrap_or_default().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let title = args.title.clone().unwrap_or_else(names);
+    if args.sigmoid {
+        draw(&Figure::Sigmoid, &args.out, size)?;
+    } else if args.grad_norms {
+        let [run] = args.runs.as_slice() else {
+            return Err(Error::usage(
+                "--grad-norms",
+                format!("charts one run, got {}", args.runs.len()),
+            ));
+        };
+        let layers = series::read_grad_norms(run)?;
+        draw(
+            &Figure::GradNorms {
+                layers: &layers,
+                title: &title,
+            },
+            &args.out,
+            size,
+        )?;
+    } else {
+        let runs = args
+            .runs
+            .iter()
+            .map(|r| series::read_run(r, args.smooth))
+            .collect::<Result<Vec<_>>>()?;
+        draw(
+            &Figure::Curves {
+                runs: &runs,
+                log_loss: args.log_loss,
+                title: &title,
+            },
+            &args.out,
+            size,
+        )?;
+    }
+    let _ = writeln!(std::io::stdout(), "{}", args.out.display());
+    Ok(0)
+}
+
+fn summarize(args: SummarizeArgs) -> Result<u8> {
+    use crate::summarize::{collect, to_csv, to_markdown};
+    let runs = collect(&args.runs)?;
+    let markdown = to_markdown(&runs, args.report)?;
+    if let Some(path) = &args.csv {
+        let csv = to_csv(&runs)?;
+        crate::output::write_atomically(path, |w| w.write_all(csv.as_bytes()))?;
+    }
+    if let Some(path) = &args.markdown {
+        crate::output::write_atomically(path, |w| w.write_all(markdown.as_bytes()))?;
+    }
+    let _ = write!(std::io::stdout(), "{markdown}");
+    Ok(0)
+}
+
 /// Trains; the exit code is 0, or says how the run stopped early: 130 (SIGINT), 143 (SIGTERM), 3
 /// (diverged).
 fn train(args: TrainArgs, command: Vec<String>) -> Result<u8> {
@@ -435,6 +591,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let result = match cli.command {
         Command::Train(args) => train(args, command),
         Command::Bench(args) => bench(args),
+        Command::Summarize(args) => summarize(args),
+        Command::Plot(args) => plot(args),
     };
     match result {
         Ok(code) => code,

@@ -17,9 +17,12 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod output;
+pub mod plot;
+pub mod reference;
 pub mod run;
 pub mod sparse;
 pub mod spec;
+pub mod summarize;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,220 @@
+//! The reproduction pipeline end to end on a small grid: scripts/grid.sh, then summarize, then plot.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::{mlp, read_csv, stderr, write_toy_dataset};
+
+#[test]
+fn a_two_network_grid_runs_through_summarize_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("toy");
+    fs::create_dir(&data).unwrap();
+    write_toy_dataset(&data, 400, 60, 4);
+    let grid = dir.path().join("grid.tsv");
+    fs::write(
+        &grid,
+        "# name\tloss\tspec\nToy_ReLU_CE\tce\tlinear,fc1,16,12,0.1; relu,r; linear,fc2,12,4,0.1\n\
+         Toy_Sig_MSE\tmse\tlinear,fc1,16,12,0.1; sigmoid,s; linear,fc2,12,4,0.1; sigmoid,s2\n",
+    )
+    .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/grid.sh");
+    let out_dir = dir.path().join("runs");
+    let run_grid = || {
+        Command::new("bash")
+            .arg(script)
+            .args([
+                "--epochs",
+                "1",
+                "-j",
+                "2",
+                "--grid",
+                grid.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ])
+            .args([
+                "--",
+                "--data",
+                data.to_str().unwrap(),
+                "--batch-size",
+                "20",
+                "--disp-freq",
+                "5",
+            ])
+            .env("MLP", env!("CARGO_BIN_EXE_mlp"))
+            .output()
+            .unwrap()
+    };
+    let first = run_grid();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let commands = fs::read_to_string(out_dir.join("grid-commands.txt")).unwrap();
+    assert_eq!(commands.lines().count(), 2, "{commands}");
+    // A second pass finds both finished and runs nothing.
+    let again = run_grid();
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("skip Toy_ReLU_CE: finished"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join("grid-commands.txt")).unwrap(),
+        ""
+    );
+
+    // summarize: the table's numbers are the runs' own.
+    let table_csv = dir.path().join("table.csv");
+    let out = mlp(
+        dir.path(),
+        &[
+            "summarize",
+            out_dir.to_str().unwrap(),
+            "--csv",
+            table_csv.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let markdown = String::from_utf8(out.stdout).unwrap();
+    assert!(markdown.starts_with(
+        "| Network | Status | Train Loss | Train Acc | Test Loss | Test Acc | Train Time |"
+    ));
+    let (header, rows) = read_csv(&table_csv);
+    assert_eq!(rows.len(), 2);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for row in &rows {
+        let name = &row[col("name")];
+        let (_, metrics) = read_csv(&out_dir.join(name).join("metrics.csv"));
+        let train: Vec<f64> = metrics
+            .iter()
+            .filter(|r| r[2] == "train")
+            .map(|r| r[4].parse().unwrap())
+            .collect();
+        assert_eq!(train.len(), 20, "400 images in batches of 20");
+        let mean = train.iter().sum::<f64>() / train.len() as f64;
+        let summary_train_loss: f64 = row[col("train_loss")].parse().unwrap();
+        assert!(
+            (summary_train_loss - mean).abs() < 1e-12,
+            "{name}: {summary_train_loss} vs {mean}"
+        );
+        let last_test = metrics.iter().rfind(|r| r[2] == "test").unwrap();
+        assert_eq!(row[col("test_loss")], last_test[4]);
+        assert_eq!(row[col("test_acc")], last_test[5]);
+        let test_acc: f64 = last_test[5].parse().unwrap();
+        assert!(
+            markdown.contains(&format!("| {name} | completed |")),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(&format!("{:.3}%", 100.0 * test_acc)),
+            "{markdown}"
+        );
+    }
+
+    // plot: valid images of the requested size.
+    let png = dir.path().join("curves.png");
+    let runs: Vec<String> = ["Toy_ReLU_CE", "Toy_Sig_MSE"]
+        .iter()
+        .map(|n| out_dir.join(n).display().to_string())
+        .collect();
+    let out = mlp(
+        dir.path(),
+        &[
+            "plot",
+            &runs[0],
+            &runs[1],
+            "--out",
+            png.to_str().unwrap(),
+            "--size",
+            "800x400",
+            "--smooth",
+            "5",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((width, height), (800, 400));
+
+    let svg = dir.path().join("norms.svg");
+    let out = mlp(
+        dir.path(),
+        &[
+            "plot",
+            "--grad-norms",
+            &runs[1],
+            "--out",
+            svg.to_str().unwrap(),
+            "--size",
+            "640x480",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("<svg") && text.contains("width=\"640\"") && text.contains("height=\"480\""),
+        "{}",
+        &text[..200]
+    );
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert!(
+        text.contains("fc1") && text.contains("fc2"),
+        "the legend names the layers"
+    );
+
+    let fig4 = dir.path().join("sigmoid.png");
+    let out = mlp(
+        dir.path(),
+        &["plot", "--sigmoid", "--out", fig4.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(&fs::read(&fig4).unwrap()[..4], b"\x89PNG");
+}
+
+#[test]
+fn plot_and_summarize_refuse_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["summarize", "nowhere"],
+            1,
+            "error: nowhere: No such file or directory",
+        ),
+        (vec!["summarize", "."], 1, "error: .: holds no summary.csv"),
+        (
+            vec!["plot", ".", "--out", "x.jpg"],
+            1,
+            "error: ./metrics.csv:",
+        ),
+        (
+            vec!["plot", "--sigmoid", "--out", "x.jpg"],
+            2,
+            "error: --out: x.jpg must end in .png or .svg",
+        ),
+        (
+            vec!["plot", "--sigmoid", "--out", "x.png", "--size", "10x10"],
+            2,
+            "error: --size: \"10x10\" is not WIDTHxHEIGHT",
+        ),
+        (
+            vec!["plot", "--grad-norms", ".", "--out", "x.png"],
+            1,
+            "error: ./grad_norms.csv: not found: train with --grad-norms",
+        ),
+    ];
+    for (args, code, expected) in cases {
+        let out = mlp(dir.path(), &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            err.starts_with(expected),
+            "{args:?}\n  got:  {err}\n  want: {expected}..."
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
