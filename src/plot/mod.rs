@@ -158,11 +158,14 @@ fn curves_panel<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .caption(what, ("sans-serif", 20));
+        .caption(
+            format!("{what} (thin: train, window means; dots: test)"),
+            ("sans-serif", 18),
+        );
     let corner = if what == "loss" {
         SeriesLabelPosition::UpperRight
     } else {
-        SeriesLabelPosition::LowerRight
+        SeriesLabelPosition::MiddleRight
     };
     macro_rules! series {
         ($chart:ident) => {{
@@ -178,21 +181,14 @@ fn curves_panel<DB: DrawingBackend>(
                 let c = colour(i);
                 let finite =
                     |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!log || p.1 > 0.0);
-                $chart
-                    .draw_series(LineSeries::new(
-                        train.iter().filter(finite).copied(),
-                        c.mix(0.55).stroke_width(1),
-                    ))?
-                    .label(format!("{} train", run.name))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.mix(0.55).stroke_width(2))
-                    });
+                let train = train.iter().filter(finite).copied();
+                $chart.draw_series(LineSeries::new(train, c.mix(0.55).stroke_width(1)))?;
                 $chart
                     .draw_series(
                         LineSeries::new(test.iter().filter(finite).copied(), c.stroke_width(2))
                             .point_size(3),
                     )?
-                    .label(format!("{} test", run.name))
+                    .label(run.name.clone())
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
                     });
