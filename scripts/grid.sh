@@ -3,8 +3,9 @@
 # hyperparameters (lr 1e-2, weight decay 5e-4, momentum 0.9, batch 100, 50 epochs), one run folder per
 # network: runs/<NAME>/ (or runs/epochs-N/<NAME>/ with --epochs N), gradient norms included.
 #
-# Finished runs (a summary.csv in their folder) are skipped, so an interrupted grid resumes where it
-# stopped; an unfinished run is started again from scratch. The commands are also written to
+# Completed runs (status completed in their summary.csv) are skipped, so a grid stopped at any moment
+# (Ctrl-C, kill, power cut) resumes where it stopped; an unfinished, interrupted or diverged run is
+# started again from scratch. The commands are also written to
 # <out>/grid-commands.txt, one per line, for GNU parallel or a cluster's job array.
 #
 # Usage: scripts/grid.sh [--epochs N] [-j JOBS] [--grid FILE] [--out DIR] [--list] [-- MLP TRAIN FLAGS...]
@@ -58,7 +59,8 @@ commands="$out/grid-commands.txt"
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 while IFS=$'\t' read -r name loss spec; do
   case "$name" in ''|'#'*) continue ;; esac
-  if [ -f "$out/$name/summary.csv" ]; then
+  # The second column of summary.csv's row is the run's status; only a completed run is skipped.
+  if [ -f "$out/$name/summary.csv" ] && [ "$(awk -F, 'NR == 2 { print $2 }' "$out/$name/summary.csv")" = completed ]; then
     echo "skip $name: finished ($out/$name/summary.csv)" >&2
     continue
   fi

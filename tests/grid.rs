@@ -64,6 +64,26 @@ fn a_two_network_grid_runs_through_summarize_and_plot() {
         fs::read_to_string(out_dir.join("grid-commands.txt")).unwrap(),
         ""
     );
+    // A run that was interrupted (its summary says so) or killed (no summary) is run again.
+    let summary = out_dir.join("Toy_ReLU_CE/summary.csv");
+    let text = fs::read_to_string(&summary).unwrap();
+    let interrupted = text.replace("Toy_ReLU_CE,completed,", "Toy_ReLU_CE,interrupted,");
+    assert_ne!(interrupted, text);
+    fs::write(&summary, interrupted).unwrap();
+    fs::remove_file(out_dir.join("Toy_Sig_MSE/summary.csv")).unwrap();
+    let resumed = run_grid();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let commands = fs::read_to_string(out_dir.join("grid-commands.txt")).unwrap();
+    assert_eq!(commands.lines().count(), 2, "{commands}");
+    let rerun = fs::read_to_string(&summary).unwrap();
+    assert!(rerun.contains("Toy_ReLU_CE,completed,"), "{rerun}");
+    // Rerun from scratch with the same seed: the same numbers up to the training time (last column).
+    let without_time = |t: &str| {
+        t.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_time(&rerun), without_time(&text));
 
     // summarize: the table's numbers are the runs' own.
     let table_csv = dir.path().join("table.csv");

@@ -1,0 +1,424 @@
+//! Bad input of every kind, through the real binary: each gets its exit status and one line whose start
+//! is asserted exactly, and none may panic. Layer specs and flags are usage errors (2); data files are
+//! errors of the data (1).
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use common::{mlp, stderr, write_toy_dataset};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use mlp::idx::encode;
+
+/// The toy data: 16 pixels, 4 classes; this spec fits it.
+const FIT: &str = "linear,fc1,16,8,0.1; relu,r; linear,fc2,8,4,0.1";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn check(cwd: &Path, args: &[&str], code: i32, expected: &str) {
+    let out = mlp(cwd, args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.starts_with(expected),
+        "{args:?}\n  got:  {err}\n  want: {expected}..."
+    );
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_layer_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let cases: &[(&str, &str)] = &[
+        ("", "error: the layer spec is empty"),
+        (";;", "error: the layer spec is empty"),
+        (
+            "relu,r",
+            "error: the layer spec \"relu,r\" has no linear layer",
+        ),
+        (
+            "conv,c,16,4,0.1",
+            "error: layer 1 \"conv,c,16,4,0.1\": unknown layer kind \"conv\"",
+        ),
+        (
+            "linear,fc,16,4",
+            "error: layer 1 \"linear,fc,16,4\": linear takes 5 fields",
+        ),
+        (
+            "linear,fc,16,4,0.1,9",
+            "error: layer 1 \"linear,fc,16,4,0.1,9\": linear takes 5 fields",
+        ),
+        (
+            "linear,fc,16,4,0.1; relu",
+            "error: layer 2 \"relu\": relu takes 2 fields",
+        ),
+        (
+            "linear,fc,sixteen,4,0.1",
+            "error: layer 1 \"linear,fc,sixteen,4,0.1\": input \"sixteen\" is not a whole number",
+        ),
+        (
+            "linear,fc,16,-4,0.1",
+            "error: layer 1 \"linear,fc,16,-4,0.1\": output \"-4\" is not a whole number",
+        ),
+        (
+            "linear,fc,NaN,4,0.1",
+            "error: layer 1 \"linear,fc,NaN,4,0.1\": input \"NaN\" is not a whole number",
+        ),
+        (
+            "linear,fc,16,0,0.1",
+            "error: layer 1 \"linear,fc,16,0,0.1\": output must be at least 1, got 0",
+        ),
+        (
+            "linear,fc,16,4,NaN",
+            "error: layer 1 \"linear,fc,16,4,NaN\": std must be a finite number > 0, got NaN",
+        ),
+        (
+            "linear,fc,16,4,-1",
+            "error: layer 1 \"linear,fc,16,4,-1\": std must be a finite number > 0, got -1",
+        ),
+        (
+            "linear,fc,16,4,0",
+            "error: layer 1 \"linear,fc,16,4,0\": std must be a finite number > 0, got 0",
+        ),
+        (
+            "linear,fc,16,4,x",
+            "error: layer 1 \"linear,fc,16,4,x\": std \"x\" is not a number",
+        ),
+        (
+            "linear,fc1,16,8,0.1; linear,fc2,9,4,0.1",
+            "error: layer 2 \"linear,fc2,9,4,0.1\": input 9 does not match the previous output 8",
+        ),
+        (
+            "linear,fc,784,4,0.1",
+            "error: layer 1 \"linear,fc,784,4,0.1\": input 784 does not match the data's input width 16",
+        ),
+        (
+            "linear,fc,16,10,0.1",
+            "error: layer 1 \"linear,fc,16,10,0.1\": output 10 does not match the 4 classes in the data",
+        ),
+        (
+            "linear,fc,16,4,0.1; relu,fc",
+            "error: layer 2 \"relu,fc\": name \"fc\" is already used by layer 1",
+        ),
+        (
+            "linear,,16,4,0.1",
+            "error: layer 1 \"linear,,16,4,0.1\": the layer name is empty",
+        ),
+        // Would need about 12 TB for weights, gradients and velocities: refused before any allocation.
+        (
+            "linear,a,16,1000000,0.1; linear,b,1000000,1000000,0.1; linear,c,1000000,4,0.1",
+            "error: layer 2 \"linear,b,1000000,1000000,0.1\": the network would hold more than 268435456 parameters",
+        ),
+        (
+            "linear,fc,16,4294967296,0.1",
+            "error: layer 1 \"linear,fc,16,4294967296,0.1\": output 4294967296 is larger than the 16777216",
+        ),
+    ];
+    for (spec, expected) in cases {
+        check(
+            dir.path(),
+            &[
+                "train",
+                "-q",
+                "--data",
+                ".",
+                "--max-epoch",
+                "1",
+                "--layer",
+                spec,
+            ],
+            2,
+            expected,
+        );
+    }
+}
+
+#[test]
+fn bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--batch-size", "0"],
+            "error: --batch-size: must be at least 1, got 0",
+        ),
+        (
+            &["--batch-size", "-5"],
+            "error: invalid value '-5' for '--batch-size <N>'",
+        ),
+        (
+            &["--batch-size", "101"],
+            "error: --batch-size: 101 is larger than the 100 training images in .",
+        ),
+        (
+            &["--batch-size", "ten"],
+            "error: invalid value 'ten' for '--batch-size <N>'",
+        ),
+        (
+            &["--lr", "-0.01"],
+            "error: --lr: must be a number >= 0, got -0.01",
+        ),
+        (
+            &["--lr", "NaN"],
+            "error: --lr: must be a number >= 0, got NaN",
+        ),
+        (
+            &["--lr", "inf"],
+            "error: --lr: must be a number >= 0, got inf",
+        ),
+        (
+            &["--lr", "fast"],
+            "error: invalid value 'fast' for '--lr <LR>'",
+        ),
+        (
+            &["--momentum", "1"],
+            "error: --momentum: must be a number in [0, 1), got 1",
+        ),
+        (
+            &["--momentum", "-0.5"],
+            "error: --momentum: must be a number in [0, 1), got -0.5",
+        ),
+        (
+            &["--weight-decay", "-1e-4"],
+            "error: --weight-decay: must be a number >= 0, got -0.0001",
+        ),
+        (
+            &["--max-epoch", "0"],
+            "error: --max-epoch: must be at least 1, got 0",
+        ),
+        (
+            &["--test-epoch", "0"],
+            "error: --test-epoch: must be at least 1, got 0",
+        ),
+        (
+            &["--disp-freq", "0"],
+            "error: --disp-freq: must be at least 1, got 0",
+        ),
+        (
+            &["--threads", "0"],
+            "error: --threads: must be at least 1, got 0",
+        ),
+        (
+            &["--seed", "-1"],
+            "error: invalid value '-1' for '--seed <N>'",
+        ),
+        (
+            &["--loss", "hinge"],
+            "error: invalid value 'hinge' for '--loss <LOSS>'",
+        ),
+        (
+            &["--input-path", "gpu"],
+            "error: invalid value 'gpu' for '--input-path <PATH>'",
+        ),
+        (&["--name", " "], "error: --name: must not be empty"),
+        (&["--bogus"], "error: unexpected argument '--bogus' found"),
+    ];
+    for (extra, expected) in cases {
+        let args = [
+            &[
+                "train",
+                "-q",
+                "--data",
+                ".",
+                "--max-epoch",
+                "1",
+                "--layer",
+                FIT,
+            ][..],
+            extra,
+        ]
+        .concat();
+        check(dir.path(), &args, 2, expected);
+    }
+    check(
+        dir.path(),
+        &["bench", "--epochs", "0", "--data", ".", "--layer", FIT],
+        2,
+        "error: --epochs: must be at least 1, got 0",
+    );
+    check(
+        dir.path(),
+        &["frobnicate"],
+        2,
+        "error: unrecognized subcommand 'frobnicate'",
+    );
+}
+
+/// Each case breaks one file of an otherwise good toy data set.
+#[test]
+fn bad_data_files() {
+    let good = |n: usize| {
+        let images = encode(&[n, 4, 4], &vec![7u8; n * 16]);
+        let labels = encode(&[n], &(0..n).map(|i| (i % 4) as u8).collect::<Vec<_>>());
+        (images, labels)
+    };
+    let (train_images, _) = good(100);
+    let mut trailing = train_images.clone();
+    trailing.extend_from_slice(&[0, 0, 0]);
+    let gz = gzip(&train_images);
+    let mut corrupt_gz = gz.clone();
+    let middle = corrupt_gz.len() / 2;
+    corrupt_gz[middle..middle + 4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    let mut two_dims = train_images.clone();
+    two_dims[3] = 2;
+
+    let images = "train-images-idx3-ubyte";
+    let labels = "t10k-labels-idx1-ubyte";
+    type Case = (&'static str, &'static str, Vec<u8>, String);
+    let cases: Vec<Case> = vec![
+        ("empty", images, vec![], "the file is empty, expected an IDX file".into()),
+        ("labels magic", images, encode(&[100], &[0; 100]), "expected IDX magic number 0x00000803 (images: unsigned bytes in 3 dimensions), got 0x00000801".into()),
+        ("two dimensions", images, two_dims, "expected IDX magic number 0x00000803 (images: unsigned bytes in 3 dimensions), got 0x00000802".into()),
+        ("not IDX", images, b"P5\n28 28\n255\n".to_vec(), "expected IDX magic number 0x00000803".into()),
+        ("short header", images, vec![0, 0, 8, 3, 0, 0], "the header ends before the size of dimension 1".into()),
+        ("claims more", images, encode(&[1000, 4, 4], &[1; 1600]), "truncated: the header promises 16000 bytes of data (1000x4x4), the file holds 1600".into()),
+        ("trailing", images, trailing, "3 trailing bytes after the 1600 bytes of data the header describes (100x4x4)".into()),
+        ("corrupt gzip", images, corrupt_gz, "gzip data is corrupt".into()),
+        ("truncated gzip", images, gz[..gz.len() / 2].to_vec(), "gzip data is corrupt".into()),
+        ("label out of range", labels, encode(&[20], &[9; 20]), "label 9 at index 0 is outside the 4 classes (0..=3) of the training labels".into()),
+        ("label count", labels, encode(&[19], &[0; 19]), "19 labels for the 20 images of".into()),
+        ("no images", images, encode(&[0, 4, 4], &[]), "holds no pixels (0 images of 16 pixels)".into()),
+        ("other width", "t10k-images-idx3-ubyte", encode(&[20, 5, 5], &[1; 500]), "test images have 25 pixels each, training images 16".into()),
+    ];
+    for (what, file, bytes, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_toy_dataset(dir.path(), 100, 20, 4);
+        fs::write(dir.path().join(file), bytes).unwrap();
+        let path = dir.path().join(file);
+        let want = format!(
+            "error: {}: {expected}",
+            path.strip_prefix(dir.path())
+                .map(|_| format!("./{file}"))
+                .unwrap()
+        );
+        let out = mlp(
+            dir.path(),
+            &[
+                "train",
+                "-q",
+                "--data",
+                ".",
+                "--max-epoch",
+                "1",
+                "--layer",
+                FIT,
+            ],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.starts_with(&want),
+            "{what}\n  got:  {err}\n  want: {want}..."
+        );
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+    }
+
+    // A directory, a missing file, an unreadable file, a missing folder.
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    let args = [
+        "train",
+        "-q",
+        "--data",
+        ".",
+        "--max-epoch",
+        "1",
+        "--layer",
+        FIT,
+    ];
+    fs::remove_file(dir.path().join(images)).unwrap();
+    fs::create_dir(dir.path().join(images)).unwrap();
+    check(
+        dir.path(),
+        &args,
+        1,
+        "error: ./train-images-idx3-ubyte: is a directory, expected an IDX file",
+    );
+    fs::remove_dir(dir.path().join(images)).unwrap();
+    check(
+        dir.path(),
+        &args,
+        1,
+        "error: .: no train-images-idx3-ubyte or train-images-idx3-ubyte.gz in the data folder",
+    );
+    // Reading /proc/self/mem from offset 0 fails (as root too, where permissions would not).
+    std::os::unix::fs::symlink("/proc/self/mem", dir.path().join(images)).unwrap();
+    check(
+        dir.path(),
+        &args,
+        1,
+        "error: ./train-images-idx3-ubyte: Input/output error",
+    );
+    check(
+        dir.path(),
+        &["train", "--data", "missing"],
+        1,
+        "error: missing: data folder not found",
+    );
+}
+
+#[test]
+fn bad_output_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    fs::write(dir.path().join("file"), "").unwrap();
+    let args = [
+        "train",
+        "-q",
+        "--data",
+        ".",
+        "--max-epoch",
+        "1",
+        "--layer",
+        FIT,
+        "--out",
+    ];
+    check(
+        dir.path(),
+        &[&args[..], &["file/run"]].concat(),
+        1,
+        "error: file/run: Not a directory",
+    );
+    check(
+        dir.path(),
+        &[&args[..], &["/proc/mlp-run"]].concat(),
+        1,
+        "error: /proc/mlp-run:",
+    );
+}
+
+#[test]
+fn a_full_disk_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    fs::create_dir(dir.path().join("run")).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("run/config.json.tmp")).unwrap();
+    let args = [
+        "train",
+        "-q",
+        "--data",
+        ".",
+        "--max-epoch",
+        "1",
+        "--layer",
+        FIT,
+        "--out",
+        "run",
+    ];
+    check(
+        dir.path(),
+        &args,
+        1,
+        "error: run/config.json.tmp: No space left on device",
+    );
+}
