@@ -21,7 +21,9 @@ pub const OFFSET: f32 = -128.0 / 255.0;
 pub const SPARSE_MAX_DENSITY: f64 = 0.15;
 
 /// Which path the first layer takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InputPath {
     /// Sparse when a batch's density is below [`SPARSE_MAX_DENSITY`], dense otherwise.

@@ -123,6 +123,12 @@ pub fn bench(
     let (mut gather_s, mut update_s, mut eval_s, mut test_acc) = (0.0, 0.0, 0.0, 0.0);
     let train_start = Instant::now();
     for _ in 0..settings.max_epoch {
+        // A fresh permutation of 0..n every epoch, as the reference's data_iterator draws one; it
+        // depends on the RNG position alone, so a resumed run shuffles exactly as an unbroken one.
+        order
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = i as u32);
         order.shuffle(&mut rng);
         for indices in order.chunks(settings.batch_size) {
             let t0 = Instant::now();

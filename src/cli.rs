@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::interrupt::StopFlag;
 use crate::loss::Loss;
 use crate::optim::Sgd;
+use crate::output::config::RunConfig;
 use crate::output::progress::Mode;
 use crate::run::{TrainConfig, run_train};
 use crate::spec::NetSpec;
@@ -20,6 +21,7 @@ use crate::train::{Settings, Status};
 /// The report's headline network, MLP1_ReLU_CE.
 pub const DEFAULT_LAYER: &str = "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01";
 pub const DEFAULT_SEED: u64 = 2019;
+pub const DEFAULT_MAX_EPOCH: usize = 50;
 
 const TRAIN_EXAMPLES: &str = "\
 Examples:
@@ -221,14 +223,24 @@ pub struct TrainArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.9)]
     pub momentum: f32,
 
-    /// Number of epochs
+    /// Number of epochs [default: 50; with --resume, the run's own]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub max_epoch: Option<usize>,
+
+    /// Save the model, optimiser state and RNG position to model.ckpt every N epochs (and after the
+    /// last), so that --resume can continue the run
     #[arg(
         long,
         allow_negative_numbers = true,
         value_name = "N",
-        default_value_t = 50
+        default_value_t = 1
     )]
-    pub max_epoch: usize,
+    pub checkpoint_every: usize,
+
+    /// Continue the run in DIR from its model.ckpt with the settings of its config.json (only
+    /// --max-epoch, --threads and --quiet may change), appending to its metrics
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
 
     /// Log the mean batch loss and accuracy every N iterations (and flush metrics.csv)
     #[arg(
@@ -320,6 +332,10 @@ impl WorkloadArgs {
 impl TrainArgs {
     /// Checks every flag and the spec's own consistency; data-dependent checks follow once data is loaded.
     pub fn into_config(self, command: Vec<String>) -> Result<TrainConfig> {
+        if let Some(dir) = self.resume.clone() {
+            return self.resume_config(dir, command);
+        }
+        let max_epoch = self.max_epoch.unwrap_or(DEFAULT_MAX_EPOCH);
         let Workload {
             spec,
             threads,
@@ -340,7 +356,8 @@ impl TrainArgs {
             "a number in [0, 1)",
         )?;
         for (flag, value) in [
-            ("--max-epoch", self.max_epoch),
+            ("--max-epoch", max_epoch),
+            ("--checkpoint-every", self.checkpoint_every),
             ("--disp-freq", self.disp_freq),
             ("--test-epoch", self.test_epoch),
         ] {
@@ -360,7 +377,7 @@ impl TrainArgs {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
         };
-        let mut settings = self.workload.settings(sgd, self.max_epoch, self.test_epoch);
+        let mut settings = self.workload.settings(sgd, max_epoch, self.test_epoch);
         settings.allow_nan = self.allow_nan;
         settings.grad_norm_every = self.grad_norms.then_some(self.disp_freq);
         Ok(TrainConfig {
@@ -372,6 +389,55 @@ impl TrainArgs {
             out_dir,
             name,
             overwrite: self.overwrite,
+            resume: false,
+            checkpoint_every: self.checkpoint_every,
+            progress: Mode::detect(self.quiet),
+            command,
+        })
+    }
+
+    /// The configuration of the run in `dir`, from its config.json, to continue it.
+    fn resume_config(self, dir: PathBuf, command: Vec<String>) -> Result<TrainConfig> {
+        let path = dir.join(crate::run::CONFIG_FILE);
+        let c = RunConfig::load(&path)?;
+        let spec: NetSpec = c
+            .layer
+            .parse()
+            .map_err(|e| Error::data(&path, format!("layer: {e}")))?;
+        let max_epoch = self.max_epoch.unwrap_or(c.max_epoch);
+        if max_epoch == 0 {
+            return Err(Error::usage("--max-epoch", "must be at least 1, got 0"));
+        }
+        let threads = match self.workload.threads {
+            Some(0) => return Err(Error::usage("--threads", "must be at least 1, got 0")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(TrainConfig {
+            spec,
+            settings: Settings {
+                loss: c.loss,
+                sgd: Sgd {
+                    lr: c.lr,
+                    momentum: c.momentum,
+                    weight_decay: c.weight_decay,
+                },
+                batch_size: c.batch_size,
+                max_epoch,
+                test_epoch: c.test_epoch,
+                seed: c.seed,
+                input_path: c.input_path,
+                allow_nan: c.allow_nan,
+                grad_norm_every: c.grad_norms.then_some(c.disp_freq),
+            },
+            threads,
+            disp_freq: c.disp_freq,
+            data_dir: c.data,
+            out_dir: dir,
+            name: c.name,
+            overwrite: false,
+            resume: true,
+            checkpoint_every: c.checkpoint_every,
             progress: Mode::detect(self.quiet),
             command,
         })

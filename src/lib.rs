@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod error;

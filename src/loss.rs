@@ -13,7 +13,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::Serialize;
 
 /// Serialised under the names the command line takes (`mse`, `ce`), so a config replays as given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 pub enum Loss {
     /// Mean squared error against one-hot targets (the reference's EuclideanLoss).
     #[value(alias = "euclidean")]

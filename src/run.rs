@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::interrupt::StopFlag;
@@ -16,7 +17,7 @@ use crate::output::grad_norms::GradNormWriter;
 use crate::output::metrics::MetricsWriter;
 use crate::output::progress::{Mode, Progress};
 use crate::output::summary::{Summary, write_summary};
-use crate::output::write_atomically;
+use crate::output::{keep_rows_up_to, write_atomically};
 use crate::spec::NetSpec;
 use crate::train::{
     GradNormRecord, Observer, Outcome, Settings, Status, StepRecord, TestRecord, train,
@@ -26,6 +27,7 @@ pub const METRICS_FILE: &str = "metrics.csv";
 pub const SUMMARY_FILE: &str = "summary.csv";
 pub const CONFIG_FILE: &str = "config.json";
 pub const GRAD_NORMS_FILE: &str = "grad_norms.csv";
+pub const MODEL_FILE: &str = "model.ckpt";
 
 /// A validated `mlp train` invocation.
 #[derive(Debug, Clone)]
@@ -39,6 +41,10 @@ pub struct TrainConfig {
     pub out_dir: PathBuf,
     pub name: String,
     pub overwrite: bool,
+    /// Continue the run in `out_dir` from its `model.ckpt`, appending to its files.
+    pub resume: bool,
+    /// Save `model.ckpt` every this many epochs (and after the last).
+    pub checkpoint_every: usize,
     pub progress: Mode,
     /// The command line, recorded in `config.json`.
     pub command: Vec<String>,
@@ -61,20 +67,41 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
             ),
         ));
     }
-    prepare_folder(&cfg.out_dir, cfg.overwrite)?;
+    let resume = match cfg.resume {
+        false => {
+            prepare_folder(&cfg.out_dir, cfg.overwrite)?;
+            None
+        }
+        true => Some(prepare_resume(cfg)?),
+    };
     write_config(cfg, Status::Running)?;
 
-    let metrics_path = cfg.out_dir.join(METRICS_FILE);
-    let file = File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let metrics =
-        MetricsWriter::new(BufWriter::new(file)).map_err(|e| Error::io(&metrics_path, e.into()))?;
+    // A new run starts its CSV files with a header; a resumed one appends to the rows it kept.
+    let open = |name: &str| -> Result<(BufWriter<File>, PathBuf)> {
+        let path = cfg.out_dir.join(name);
+        let mut options = fs::OpenOptions::new();
+        options.create(true);
+        if cfg.resume {
+            options.append(true)
+        } else {
+            options.write(true).truncate(true)
+        };
+        let file = options.open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok((BufWriter::new(file), path))
+    };
+    let (file, metrics_path) = open(METRICS_FILE)?;
+    let metrics = match cfg.resume {
+        true => MetricsWriter::append(file),
+        false => MetricsWriter::new(file).map_err(|e| Error::io(&metrics_path, e.into()))?,
+    };
     let grad_norms = match cfg.settings.grad_norm_every {
         None => None,
         Some(_) => {
-            let path = cfg.out_dir.join(GRAD_NORMS_FILE);
-            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let writer = GradNormWriter::new(BufWriter::new(file))
-                .map_err(|e| Error::io(&path, e.into()))?;
+            let (file, path) = open(GRAD_NORMS_FILE)?;
+            let writer = match cfg.resume {
+                true => GradNormWriter::append(file),
+                false => GradNormWriter::new(file).map_err(|e| Error::io(&path, e.into()))?,
+            };
             Some((writer, path))
         }
     };
@@ -85,8 +112,17 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
         progress: Progress::new(cfg.progress, cfg.disp_freq, cfg.settings.max_epoch),
         disp_freq: cfg.disp_freq,
         stop,
+        checkpoint_every: cfg.checkpoint_every,
+        max_epoch: cfg.settings.max_epoch,
+        model_path: cfg.out_dir.join(MODEL_FILE),
     };
-    let outcome = train(&cfg.spec, &cfg.settings, &data, &mut observer);
+    let outcome = train(
+        &cfg.spec,
+        &cfg.settings,
+        &data,
+        &mut observer,
+        resume.as_ref(),
+    );
     observer.progress.finish();
     let flushed = observer
         .metrics
@@ -103,6 +139,49 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
         let _ = write_config(cfg, Status::Failed);
     }
     finished
+}
+
+/// Loads the run folder's checkpoint for `--resume`, checks it against the configuration, and drops the
+/// rows its files hold beyond it (an interrupted run may have gone on past its last checkpoint).
+fn prepare_resume(cfg: &TrainConfig) -> Result<Checkpoint> {
+    let ckpt = Checkpoint::load(&cfg.out_dir.join(MODEL_FILE))?;
+    let h = &ckpt.header;
+    if h.spec != cfg.spec.to_string() || h.seed != cfg.settings.seed || h.loss != cfg.settings.loss
+    {
+        return Err(Error::usage(
+            "--resume",
+            format!(
+                "{}: the checkpoint (spec \"{}\", seed {}, loss {}) does not belong to the run in config.json",
+                cfg.out_dir.display(),
+                h.spec,
+                h.seed,
+                h.loss.tag()
+            ),
+        ));
+    }
+    if h.epoch >= cfg.settings.max_epoch {
+        return Err(Error::usage(
+            "--resume",
+            format!(
+                "{} has trained {} of {} epochs already; give --max-epoch above {} to train on",
+                cfg.out_dir.display(),
+                h.epoch,
+                cfg.settings.max_epoch,
+                h.epoch
+            ),
+        ));
+    }
+    for name in [METRICS_FILE, GRAD_NORMS_FILE] {
+        let path = cfg.out_dir.join(name);
+        if path.exists() {
+            keep_rows_up_to(&path, h.step)?;
+        }
+    }
+    let summary = cfg.out_dir.join(SUMMARY_FILE);
+    if summary.exists() {
+        fs::remove_file(&summary).map_err(|e| Error::io(&summary, e))?;
+    }
+    Ok(ckpt)
 }
 
 /// Creates `dir`; refuses one that already holds a run unless `overwrite`, which removes its files.
@@ -129,7 +208,13 @@ fn prepare_folder(dir: &Path, overwrite: bool) -> Result<()> {
             ),
         });
     }
-    for file in [SUMMARY_FILE, METRICS_FILE, CONFIG_FILE, GRAD_NORMS_FILE] {
+    for file in [
+        SUMMARY_FILE,
+        METRICS_FILE,
+        CONFIG_FILE,
+        GRAD_NORMS_FILE,
+        MODEL_FILE,
+    ] {
         let path = dir.join(file);
         if path.exists() {
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -141,8 +226,8 @@ fn prepare_folder(dir: &Path, overwrite: bool) -> Result<()> {
 fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
     let s = &cfg.settings;
     let config = RunConfig {
-        tool: "mlp",
-        version: env!("CARGO_PKG_VERSION"),
+        tool: "mlp".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         name: cfg.name.clone(),
         status,
         layer: cfg.spec.to_string(),
@@ -157,6 +242,7 @@ fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
         seed: s.seed,
         allow_nan: s.allow_nan,
         grad_norms: s.grad_norm_every.is_some(),
+        checkpoint_every: cfg.checkpoint_every,
         threads: cfg.threads,
         input_path: s.input_path,
         data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
@@ -201,6 +287,9 @@ struct RunObserver<'a> {
     grad_norms: Option<(GradNormWriter<BufWriter<File>>, PathBuf)>,
     progress: Progress,
     disp_freq: usize,
+    checkpoint_every: usize,
+    max_epoch: usize,
+    model_path: PathBuf,
 }
 
 impl RunObserver<'_> {
@@ -235,6 +324,18 @@ impl Observer for RunObserver<'_> {
             .flush()
             .map_err(|e| Error::io(&self.metrics_path, e))?;
         self.progress.tested(record);
+        Ok(())
+    }
+
+    fn epoch_ended(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let epoch = checkpoint.header.epoch;
+        if epoch.is_multiple_of(self.checkpoint_every) || epoch == self.max_epoch {
+            // Rows first: a checkpoint must never be ahead of the metrics it resumes.
+            self.metrics
+                .flush()
+                .map_err(|e| Error::io(&self.metrics_path, e))?;
+            checkpoint.save(&self.model_path)?;
+        }
         Ok(())
     }
 

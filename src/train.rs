@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::batch::{InputBatch, InputPath};
+use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Split};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::loss::{BatchStats, Loss};
 use crate::network::Network;
 use crate::optim::Sgd;
@@ -87,6 +88,12 @@ pub trait Observer {
     fn grad_norms(&mut self, _records: &[GradNormRecord]) -> Result<()> {
         Ok(())
     }
+    /// Called at the end of every epoch (after its evaluation, if any) with a checkpoint of the run, to
+    /// save or ignore.
+    fn epoch_ended(&mut self, _checkpoint: &Checkpoint) -> Result<()> {
+        Ok(())
+    }
+
     /// Asked after every iteration: true ends the run there (Ctrl-C), with status `interrupted`.
     fn stop_requested(&self) -> bool {
         false
@@ -94,7 +101,7 @@ pub trait Observer {
 }
 
 /// How a run ended; `running` is what the files say while it trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Running,
@@ -133,6 +140,7 @@ pub fn train(
     settings: &Settings,
     data: &Dataset,
     observer: &mut dyn Observer,
+    resume: Option<&Checkpoint>,
 ) -> Result<Outcome> {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let width = data.input_width();
@@ -144,15 +152,33 @@ pub fn train(
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
 
+    // Resuming: the same initialisation (it draws from the RNG), then the saved parameters, velocities
+    // and RNG position, so the run continues as if it had never stopped.
+    let (first_epoch, mut step, earlier_time_s, earlier_train_s) = match resume {
+        None => (1, 0, 0.0, 0.0),
+        Some(ckpt) => {
+            let bad = |problem: String| Error::usage("--resume", problem);
+            ckpt.restore(&mut network).map_err(bad)?;
+            rng.set_word_pos(ckpt.rng_word_pos().map_err(bad)?);
+            let h = &ckpt.header;
+            (h.epoch + 1, h.step, h.time_s, h.train_time_s)
+        }
+    };
     let start = Instant::now();
+    let elapsed = || earlier_time_s + start.elapsed().as_secs_f64();
     let mut eval_seconds = 0.0;
-    let mut step: usize = 0;
     let mut test = (f64::NAN, f64::NAN);
     let (mut epoch_loss_sum, mut epoch_acc_sum, mut epoch_iters) = (0.0, 0.0, 0);
     let mut status = Status::Completed;
     let mut stopped = String::new();
-    'epochs: for epoch in 1..=settings.max_epoch {
+    'epochs: for epoch in first_epoch..=settings.max_epoch {
         observer.epoch_started(epoch, iters_per_epoch);
+        // A fresh permutation of 0..n every epoch, as the reference's data_iterator draws one; it
+        // depends on the RNG position alone, so a resumed run shuffles exactly as an unbroken one.
+        order
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = i as u32);
         order.shuffle(&mut rng);
         (epoch_loss_sum, epoch_acc_sum, epoch_iters) = (0.0, 0.0, 0);
         for (iter, indices) in order.chunks(settings.batch_size).enumerate() {
@@ -174,7 +200,7 @@ pub fn train(
                 lr: settings.sgd.lr,
                 loss: stats.mean_loss(),
                 acc: stats.accuracy(),
-                time_s: start.elapsed().as_secs_f64(),
+                time_s: elapsed(),
             })?;
             // The update leaves the gradients as they were, so they can be read after it.
             if settings
@@ -226,9 +252,18 @@ pub fn train(
                 lr: settings.sgd.lr,
                 loss: test.0,
                 acc: test.1,
-                time_s: start.elapsed().as_secs_f64(),
+                time_s: elapsed(),
             })?;
         }
+        let train_time_s = earlier_train_s + start.elapsed().as_secs_f64() - eval_seconds;
+        let ckpt = Checkpoint::capture(
+            &network,
+            spec.to_string(),
+            settings.loss,
+            (epoch, step),
+            settings.seed,
+        );
+        observer.epoch_ended(&ckpt.at(rng.get_word_pos(), elapsed(), train_time_s))?;
     }
     Ok(Outcome {
         status,
@@ -237,7 +272,7 @@ pub fn train(
         train_acc: epoch_acc_sum / epoch_iters.max(1) as f64,
         test_loss: test.0,
         test_acc: test.1,
-        train_time_s: start.elapsed().as_secs_f64() - eval_seconds,
+        train_time_s: earlier_train_s + start.elapsed().as_secs_f64() - eval_seconds,
         steps: step,
     })
 }

@@ -72,7 +72,7 @@ fn learns_the_toy_problem_with_either_loss() {
         let mut s = settings(loss, 1);
         s.max_epoch = 30;
         s.sgd.lr = if loss == Loss::Mse { 0.5 } else { 0.1 };
-        let outcome = train(&spec, &s, &data, &mut Recorder::default()).unwrap();
+        let outcome = train(&spec, &s, &data, &mut Recorder::default(), None).unwrap();
         assert!(
             outcome.test_acc > 0.9,
             "{loss:?}: test accuracy {}",
@@ -86,7 +86,7 @@ fn records_every_iteration_and_the_scheduled_tests() {
     let (_dir, data) = toy();
     let spec: NetSpec = TOY_SPEC.parse().unwrap();
     let mut rec = Recorder::default();
-    let outcome = train(&spec, &settings(Loss::SoftmaxCe, 1), &data, &mut rec).unwrap();
+    let outcome = train(&spec, &settings(Loss::SoftmaxCe, 1), &data, &mut rec, None).unwrap();
     // 250 samples in batches of 100: 3 iterations per epoch, the last of 50 samples.
     assert_eq!(rec.steps.len(), 15);
     assert_eq!(
@@ -116,7 +116,14 @@ fn the_same_seed_gives_the_same_run_and_another_seed_does_not() {
     let spec: NetSpec = TOY_SPEC.parse().unwrap();
     let run = |seed| {
         let mut rec = Recorder::default();
-        train(&spec, &settings(Loss::SoftmaxCe, seed), &data, &mut rec).unwrap();
+        train(
+            &spec,
+            &settings(Loss::SoftmaxCe, seed),
+            &data,
+            &mut rec,
+            None,
+        )
+        .unwrap();
         rec.steps
             .iter()
             .map(|r| (r.loss, r.acc))
@@ -204,7 +211,7 @@ fn sparse_and_dense_input_paths_agree() {
         s.max_epoch = 2;
         s.input_path = input_path;
         let mut rec = Recorder::default();
-        let outcome = train(&spec, &s, &data, &mut rec).unwrap();
+        let outcome = train(&spec, &s, &data, &mut rec, None).unwrap();
         (rec.steps, outcome)
     };
     let (dense, dense_outcome) = run(InputPath::Dense);

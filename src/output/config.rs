@@ -2,16 +2,20 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 use crate::batch::InputPath;
 use crate::loss::Loss;
 use crate::train::Status;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
-    pub tool: &'static str,
-    pub version: &'static str,
+    pub tool: String,
+    pub version: String,
     pub name: String,
     pub status: Status,
     /// The spec in canonical form; `mlp train --layer "<this>"` rebuilds the same network.
@@ -27,6 +31,7 @@ pub struct RunConfig {
     pub seed: u64,
     pub allow_nan: bool,
     pub grad_norms: bool,
+    pub checkpoint_every: usize,
     /// Speed only: the numbers do not depend on these two.
     pub threads: usize,
     pub input_path: InputPath,
@@ -34,4 +39,13 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// The command line as given.
     pub command: Vec<String>,
+}
+
+impl RunConfig {
+    /// Reads a run folder's `config.json`.
+    pub fn load(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::data(path, format!("not a run configuration: {e}")))
+    }
 }

@@ -24,6 +24,13 @@ impl<W: Write> GradNormWriter<W> {
         Ok(GradNormWriter { csv })
     }
 
+    /// Continues an existing file: no header.
+    pub fn append(out: W) -> Self {
+        GradNormWriter {
+            csv: csv::Writer::from_writer(out),
+        }
+    }
+
     pub fn write(&mut self, records: &[GradNormRecord]) -> csv::Result<()> {
         for r in records {
             let epoch = r.step as f64 / r.iters_per_epoch as f64;

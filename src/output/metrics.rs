@@ -29,6 +29,13 @@ impl<W: Write> MetricsWriter<W> {
         Ok(MetricsWriter { csv })
     }
 
+    /// Continues an existing file: no header.
+    pub fn append(out: W) -> Self {
+        MetricsWriter {
+            csv: csv::Writer::from_writer(out),
+        }
+    }
+
     pub fn train(&mut self, r: &StepRecord) -> csv::Result<()> {
         self.row(
             r.step,

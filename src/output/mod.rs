@@ -31,6 +31,35 @@ pub fn write_atomically(
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Keeps the header and the rows whose first column (`step`) is at most `step`, rewriting the file
+/// atomically: a resumed run continues from its checkpoint without duplicating rows.
+pub fn keep_rows_up_to(path: &Path, step: usize) -> Result<()> {
+    let fail = |e: csv::Error| Error::data(path, e.to_string());
+    let mut reader = csv::Reader::from_path(path).map_err(fail)?;
+    let header = reader.headers().map_err(fail)?.clone();
+    let mut kept = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(fail)?;
+        let row_step: usize = record.get(0).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            Error::data(
+                path,
+                format!("a row whose step is not a number: {:?}", record.get(0)),
+            )
+        })?;
+        if row_step <= step {
+            kept.push(record);
+        }
+    }
+    write_atomically(path, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(&header)?;
+        for record in &kept {
+            csv.write_record(record)?;
+        }
+        csv.flush()
+    })
+}
+
 fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
