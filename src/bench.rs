@@ -14,9 +14,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::batch::InputBatch;
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::eval::evaluate;
 use crate::network::{Laps, Network, Stage};
 use crate::spec::NetSpec;
-use crate::train::{Settings, evaluate};
+use crate::train::Settings;
 
 /// Seconds spent in each stage, summed over a run.
 struct StageClock {
@@ -141,7 +142,15 @@ pub fn bench(
             update_s += t1.elapsed().as_secs_f64();
         }
         let t2 = Instant::now();
-        test_acc = evaluate(&mut network, &data.test, settings.loss, &mut batch).accuracy();
+        test_acc = evaluate(
+            &mut network,
+            &data.test,
+            settings.loss,
+            data.classes,
+            &mut batch,
+        )
+        .stats
+        .accuracy();
         eval_s += t2.elapsed().as_secs_f64();
     }
     let train_s = train_start.elapsed().as_secs_f64() - eval_s;

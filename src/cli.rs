@@ -79,6 +79,76 @@ pub enum Command {
     /// Draw loss and accuracy curves (or gradient norms, or the sigmoid) as PNG or SVG
     #[command(after_help = PLOT_EXAMPLES)]
     Plot(PlotArgs),
+
+    /// Evaluate a saved model on a test set: loss, accuracy, confusion matrix, per-class accuracy
+    #[command(
+        after_help = "Examples:\n  mlp eval runs/MLP1_ReLU_CE\n  mlp eval runs/MLP1_ReLU_CE --data ~/other-mnist"
+    )]
+    Eval(EvalArgs),
+
+    /// Classify images (IDX files or 8-bit PGM of the model's input size) with a saved model
+    #[command(
+        after_help = "Examples:\n  mlp predict runs/MLP1_ReLU_CE digit.pgm\n  mlp predict runs/MLP1_ReLU_CE data/t10k-images-idx3-ubyte.gz --csv > predictions.csv"
+    )]
+    Predict(PredictArgs),
+
+    /// Export a saved model's weights as a numpy .npz archive
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+}
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  mlp export runs/MLP1_ReLU_CE                 # writes runs/MLP1_ReLU_CE/weights.npz
+
+Then, in Python:
+  import numpy as np
+  w = np.load(\"runs/MLP1_ReLU_CE/weights.npz\")
+  print({name: w[name].shape for name in w})   # fc1.weight (784, 256), fc1.bias (1, 256), ...";
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run folder with model.ckpt
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+
+    /// Data folder [default: the run's own]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Where to write the confusion matrix [default: RUN/confusion.csv]
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A run folder with model.ckpt
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+
+    /// IDX image files (every image in them) or PGM images
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// CSV on stdout: file,index,class,p_0,...
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run folder with model.ckpt
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+
+    /// Archive format (npz: numpy's zip of .npy arrays)
+    #[arg(long, value_parser = ["npz"], default_value = "npz")]
+    pub format: String,
+
+    /// Where to write it [default: RUN/weights.npz]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 const PLOT_EXAMPLES: &str = "\
@@ -455,6 +525,93 @@ fn configure_threads(threads: usize) {
         .build_global();
 }
 
+fn eval(args: EvalArgs) -> Result<u8> {
+    use crate::model::{EVAL_BATCH, Model};
+    let probe = crate::output::config::RunConfig::load(&args.run.join(crate::run::CONFIG_FILE))?;
+    let data_dir = args.data.clone().unwrap_or_else(|| probe.data.clone());
+    let data = crate::data::Dataset::load(&data_dir)?;
+    // The chunking of the training run's own evaluation, so the numbers match it exactly.
+    let capacity = probe.batch_size.max(EVAL_BATCH.min(data.test.len()));
+    let mut model = Model::load(&args.run, capacity)?;
+    model.spec.check_data(data.input_width(), data.classes)?;
+    let mut batch = model.batch(capacity);
+    let loss = model.loss();
+    let result = crate::eval::evaluate(
+        &mut model.network,
+        &data.test,
+        loss,
+        data.classes,
+        &mut batch,
+    );
+    let csv_path = args.csv.unwrap_or_else(|| args.run.join("confusion.csv"));
+    crate::output::write_atomically(&csv_path, |w| {
+        result.write_confusion_csv(w).map_err(Into::into)
+    })?;
+    let mut out = std::io::stdout().lock();
+    let _ = result.write_report(&mut out);
+    let _ = writeln!(out, "\nconfusion matrix written to {}", csv_path.display());
+    Ok(0)
+}
+
+fn predict(args: PredictArgs) -> Result<u8> {
+    use crate::model::{EVAL_BATCH, Model};
+    use crate::predict::{read_inputs, softmax};
+    let mut model = Model::load(&args.run, EVAL_BATCH)?;
+    let inputs = read_inputs(&args.files, model.spec.input_width())?;
+    let mut batch = model.batch(EVAL_BATCH);
+    let probabilities = model.loss() == Loss::SoftmaxCe;
+    let classes = model.spec.output_width();
+    let mut out = std::io::stdout().lock();
+    if args.csv {
+        let what = if probabilities { "p" } else { "score" };
+        let columns: Vec<String> = (0..classes).map(|k| format!("{what}_{k}")).collect();
+        let _ = writeln!(out, "file,index,class,{}", columns.join(","));
+    }
+    let all: Vec<u32> = (0..inputs.split.len() as u32).collect();
+    for indices in all.chunks(EVAL_BATCH) {
+        batch.fill(&inputs.split, indices);
+        let outputs = model.network.forward(&batch);
+        for (row, &i) in outputs.rows().into_iter().zip(indices) {
+            let raw: Vec<f32> = row.to_vec();
+            let class = crate::loss::argmax(row);
+            // Cross-entropy models give probabilities (softmax); MSE models their raw outputs.
+            let values: Vec<f64> = if probabilities {
+                softmax(&raw)
+            } else {
+                raw.iter().map(|&v| v as f64).collect()
+            };
+            let (file, index) = &inputs.origins[i as usize];
+            let _ = if args.csv {
+                let cells: Vec<String> = values.iter().map(|v| format!("{v:.6}")).collect();
+                let name = file.display().to_string().replace('"', "\"\"");
+                writeln!(out, "\"{name}\",{index},{class},{}", cells.join(","))
+            } else {
+                let cells: Vec<String> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| format!("{k}:{v:.3}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}[{index}]: {class}  ({})",
+                    file.display(),
+                    cells.join(" ")
+                )
+            };
+        }
+    }
+    Ok(0)
+}
+
+fn export(args: ExportArgs) -> Result<u8> {
+    let ckpt = crate::checkpoint::Checkpoint::load(&args.run.join(crate::run::MODEL_FILE))?;
+    let path = args.out.unwrap_or_else(|| args.run.join("weights.npz"));
+    let bytes = crate::export::npz(&ckpt);
+    crate::output::write_atomically(&path, |w| w.write_all(&bytes))?;
+    let _ = writeln!(std::io::stdout(), "{}", path.display());
+    Ok(0)
+}
+
 fn plot(args: PlotArgs) -> Result<u8> {
     use crate::plot::{Figure, draw, series};
     let size = args
@@ -659,6 +816,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
         Command::Plot(args) => plot(args),
+        Command::Eval(args) => eval(args),
+        Command::Predict(args) => predict(args),
+        Command::Export(args) => export(args),
     };
     match result {
         Ok(code) => code,

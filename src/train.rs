@@ -12,16 +12,14 @@ use serde::Serialize;
 
 use crate::batch::{InputBatch, InputPath};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Split};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::loss::{BatchStats, Loss};
+use crate::eval::evaluate;
+use crate::loss::Loss;
+use crate::model::EVAL_BATCH;
 use crate::network::Network;
 use crate::optim::Sgd;
 use crate::spec::NetSpec;
-
-/// Rows per forward pass when evaluating: larger than a training batch for speed; the mean loss and
-/// accuracy do not depend on it.
-const EVAL_BATCH: usize = 1000;
 
 /// Everything that decides the numbers of a run.
 #[derive(Debug, Clone)]
@@ -242,7 +240,14 @@ pub fn train(
         }
         if epoch.is_multiple_of(settings.test_epoch) || epoch == settings.max_epoch {
             let eval_start = Instant::now();
-            let stats = evaluate(&mut network, &data.test, settings.loss, &mut batch);
+            let stats = evaluate(
+                &mut network,
+                &data.test,
+                settings.loss,
+                data.classes,
+                &mut batch,
+            )
+            .stats;
             test = (stats.mean_loss(), stats.accuracy());
             eval_seconds += eval_start.elapsed().as_secs_f64();
             observer.tested(&TestRecord {
@@ -275,20 +280,4 @@ pub fn train(
         train_time_s: earlier_train_s + start.elapsed().as_secs_f64() - eval_seconds,
         steps: step,
     })
-}
-
-/// Mean loss and accuracy of `network` over the whole of `split`, in order.
-pub fn evaluate(
-    network: &mut Network,
-    split: &Split,
-    loss: Loss,
-    batch: &mut InputBatch,
-) -> BatchStats {
-    let mut total = BatchStats::default();
-    let all: Vec<u32> = (0..split.len() as u32).collect();
-    for indices in all.chunks(batch.capacity()) {
-        batch.fill(split, indices);
-        total.add(network.evaluate(batch, loss));
-    }
-    total
 }
