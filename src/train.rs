@@ -216,15 +216,19 @@ pub fn train(
                     .collect();
                 observer.grad_norms(&records)?;
             }
-            let place = format!(
-                "step {step} (epoch {epoch}, iteration {}/{iters_per_epoch})",
-                iter + 1
-            );
+            // Only formatted when the run stops here: the loop allocates nothing per iteration itself.
+            let place = || {
+                format!(
+                    "step {step} (epoch {epoch}, iteration {}/{iters_per_epoch})",
+                    iter + 1
+                )
+            };
             if diverged {
                 status = Status::Diverged;
                 stopped = format!(
-                    "diverged at {place}: the batch loss is {}; first non-finite value: {} \
+                    "diverged at {}: the batch loss is {}; first non-finite value: {} \
                      (lower --lr, or pass --allow-nan to keep going)",
+                    place(),
                     stats.mean_loss(),
                     network
                         .first_non_finite()
@@ -234,7 +238,7 @@ pub fn train(
             }
             if observer.stop_requested() {
                 status = Status::Interrupted;
-                stopped = format!("interrupted after {place}");
+                stopped = format!("interrupted after {}", place());
                 break 'epochs;
             }
         }
