@@ -22,16 +22,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// `mlp train` on the toy data in the current folder, one epoch, quietly; a test adds the rest.
+const TRAIN_TOY: [&str; 6] = ["train", "-q", "--data", ".", "--max-epoch", "1"];
+
 fn check(cwd: &Path, args: &[&str], code: i32, expected: &str) {
-    let out = mlp(cwd, args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(
-        err.starts_with(expected),
-        "{args:?}\n  got:  {err}\n  want: {expected}..."
-    );
-    assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    common::assert_error(cwd, args, code, expected);
 }
 
 #[test]
@@ -126,16 +121,7 @@ fn bad_layer_specs() {
     for (spec, expected) in cases {
         check(
             dir.path(),
-            &[
-                "train",
-                "-q",
-                "--data",
-                ".",
-                "--max-epoch",
-                "1",
-                "--layer",
-                spec,
-            ],
+            &[&TRAIN_TOY[..], &["--layer", spec]].concat(),
             2,
             expected,
         );
@@ -223,20 +209,7 @@ fn bad_flags() {
         (&["--bogus"], "error: unexpected argument '--bogus' found"),
     ];
     for (extra, expected) in cases {
-        let args = [
-            &[
-                "train",
-                "-q",
-                "--data",
-                ".",
-                "--max-epoch",
-                "1",
-                "--layer",
-                FIT,
-            ][..],
-            extra,
-        ]
-        .concat();
+        let args = [&[&TRAIN_TOY[..], &["--layer", FIT]].concat()[..], extra].concat();
         check(dir.path(), &args, 2, expected);
     }
     check(
@@ -300,19 +273,7 @@ fn bad_data_files() {
                 .map(|_| format!("./{file}"))
                 .unwrap()
         );
-        let out = mlp(
-            dir.path(),
-            &[
-                "train",
-                "-q",
-                "--data",
-                ".",
-                "--max-epoch",
-                "1",
-                "--layer",
-                FIT,
-            ],
-        );
+        let out = mlp(dir.path(), &[&TRAIN_TOY[..], &["--layer", FIT]].concat());
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(
@@ -325,16 +286,7 @@ fn bad_data_files() {
     // A directory, a missing file, an unreadable file, a missing folder.
     let dir = tempfile::tempdir().unwrap();
     write_toy_dataset(dir.path(), 100, 20, 4);
-    let args = [
-        "train",
-        "-q",
-        "--data",
-        ".",
-        "--max-epoch",
-        "1",
-        "--layer",
-        FIT,
-    ];
+    let args = [&TRAIN_TOY[..], &["--layer", FIT]].concat();
     fs::remove_file(dir.path().join(images)).unwrap();
     fs::create_dir(dir.path().join(images)).unwrap();
     check(

@@ -143,10 +143,7 @@ fn bad_resumes_are_clear_errors() {
     train(d, "r", &["--max-epoch", "2"]);
     let resume = |extra: &[&str]| mlp(d, &[&["train", "-q", "--resume", "r"][..], extra].concat());
     let check = |out: std::process::Output, code: i32, expected: &str| {
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{err}");
-        assert!(err.starts_with(expected), "got:  {err}\nwant: {expected}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        common::assert_output_error(&out, code, expected, "resume");
     };
     check(
         resume(&[]),

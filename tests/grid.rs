@@ -228,13 +228,6 @@ fn plot_and_summarize_refuse_bad_input_in_one_line() {
         ),
     ];
     for (args, code, expected) in cases {
-        let out = mlp(dir.path(), &args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        assert!(
-            err.starts_with(expected),
-            "{args:?}\n  got:  {err}\n  want: {expected}..."
-        );
-        assert_eq!(err.lines().count(), 1, "{err}");
+        common::assert_error(dir.path(), &args, code, expected);
     }
 }

@@ -226,14 +226,7 @@ fn saved_model_errors_are_one_line() {
         ),
     ];
     for (args, code, expected) in cases {
-        let out = mlp(d, &args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        assert!(
-            err.starts_with(expected),
-            "{args:?}\n  got:  {err}\n  want: {expected}..."
-        );
-        assert_eq!(err.lines().count(), 1, "{err}");
+        common::assert_error(d, &args, code, expected);
     }
     fs::write(
         d.join("run/model.ckpt"),

@@ -47,6 +47,24 @@ pub fn mlp(cwd: &Path, args: &[&str]) -> Output {
         .expect("the mlp binary runs")
 }
 
+/// Asserts that `mlp ARGS` (run in `cwd`) fails with exit status `code` and one line on stderr that
+/// starts with `expected`, and no panic.
+pub fn assert_error(cwd: &Path, args: &[&str], code: i32, expected: &str) {
+    assert_output_error(&mlp(cwd, args), code, expected, &format!("{args:?}"));
+}
+
+/// [`assert_error`] on an output already at hand; `what` names the case in a failure.
+pub fn assert_output_error(out: &Output, code: i32, expected: &str, what: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    assert!(
+        err.starts_with(expected),
+        "{what}\n  got:  {err}\n  want: {expected}..."
+    );
+    assert_eq!(err.lines().count(), 1, "{what}: one line, got {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
