@@ -370,12 +370,7 @@ impl WorkloadArgs {
         if self.batch_size == 0 {
             return Err(Error::usage("--batch-size", "must be at least 1, got 0"));
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = match self.threads {
-            Some(0) => return Err(Error::usage("--threads", "must be at least 1, got 0")),
-            Some(n) => n,
-            None => cores,
-        };
+        let threads = thread_count(self.threads)?;
         let data_dir = self.data.clone().unwrap_or_else(default_data_dir);
         Ok(Workload {
             spec,
@@ -478,11 +473,7 @@ impl TrainArgs {
         if max_epoch == 0 {
             return Err(Error::usage("--max-epoch", "must be at least 1, got 0"));
         }
-        let threads = match self.workload.threads {
-            Some(0) => return Err(Error::usage("--threads", "must be at least 1, got 0")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = thread_count(self.workload.threads)?;
         Ok(TrainConfig {
             spec,
             settings: Settings {
@@ -757,6 +748,15 @@ fn bench(args: BenchArgs) -> Result<u8> {
     );
     let _ = report.write(&mut out);
     Ok(0)
+}
+
+/// `--threads`, or every core when not given.
+fn thread_count(threads: Option<usize>) -> Result<usize> {
+    match threads {
+        Some(0) => Err(Error::usage("--threads", "must be at least 1, got 0")),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }
 
 fn check_finite(flag: &'static str, value: f32, in_range: bool, expected: &str) -> Result<()> {
