@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use common::{mlp, stderr, write_toy_dataset};
+use common::{TRAIN_HERE, mlp, stderr, write_toy_dataset};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use mlp::idx::encode;
@@ -21,9 +21,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
-
-/// `mlp train` on the toy data in the current folder, one epoch, quietly; a test adds the rest.
-const TRAIN_TOY: [&str; 6] = ["train", "-q", "--data", ".", "--max-epoch", "1"];
 
 fn check(cwd: &Path, args: &[&str], code: i32, expected: &str) {
     common::assert_error(cwd, args, code, expected);
@@ -121,7 +118,7 @@ fn bad_layer_specs() {
     for (spec, expected) in cases {
         check(
             dir.path(),
-            &[&TRAIN_TOY[..], &["--layer", spec]].concat(),
+            &[&TRAIN_HERE[..], &["--layer", spec]].concat(),
             2,
             expected,
         );
@@ -209,7 +206,7 @@ fn bad_flags() {
         (&["--bogus"], "error: unexpected argument '--bogus' found"),
     ];
     for (extra, expected) in cases {
-        let args = [&[&TRAIN_TOY[..], &["--layer", FIT]].concat()[..], extra].concat();
+        let args = [&[&TRAIN_HERE[..], &["--layer", FIT]].concat()[..], extra].concat();
         check(dir.path(), &args, 2, expected);
     }
     check(
@@ -273,7 +270,7 @@ fn bad_data_files() {
                 .map(|_| format!("./{file}"))
                 .unwrap()
         );
-        let out = mlp(dir.path(), &[&TRAIN_TOY[..], &["--layer", FIT]].concat());
+        let out = mlp(dir.path(), &[&TRAIN_HERE[..], &["--layer", FIT]].concat());
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(
@@ -286,7 +283,7 @@ fn bad_data_files() {
     // A directory, a missing file, an unreadable file, a missing folder.
     let dir = tempfile::tempdir().unwrap();
     write_toy_dataset(dir.path(), 100, 20, 4);
-    let args = [&TRAIN_TOY[..], &["--layer", FIT]].concat();
+    let args = [&TRAIN_HERE[..], &["--layer", FIT]].concat();
     fs::remove_file(dir.path().join(images)).unwrap();
     fs::create_dir(dir.path().join(images)).unwrap();
     check(
@@ -323,17 +320,7 @@ fn bad_output_folders() {
     let dir = tempfile::tempdir().unwrap();
     write_toy_dataset(dir.path(), 100, 20, 4);
     fs::write(dir.path().join("file"), "").unwrap();
-    let args = [
-        "train",
-        "-q",
-        "--data",
-        ".",
-        "--max-epoch",
-        "1",
-        "--layer",
-        FIT,
-        "--out",
-    ];
+    let args = [&TRAIN_HERE[..], &["--layer", FIT, "--out"]].concat();
     check(
         dir.path(),
         &[&args[..], &["file/run"]].concat(),
@@ -355,18 +342,7 @@ fn a_full_disk_is_an_error_naming_the_file() {
     fs::create_dir(dir.path().join("run")).unwrap();
     // Every write to /dev/full fails with ENOSPC, as on a full disk.
     std::os::unix::fs::symlink("/dev/full", dir.path().join("run/config.json.tmp")).unwrap();
-    let args = [
-        "train",
-        "-q",
-        "--data",
-        ".",
-        "--max-epoch",
-        "1",
-        "--layer",
-        FIT,
-        "--out",
-        "run",
-    ];
+    let args = [&TRAIN_HERE[..], &["--layer", FIT, "--out", "run"]].concat();
     check(
         dir.path(),
         &args,

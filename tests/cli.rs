@@ -4,7 +4,9 @@ mod common;
 
 use std::fs;
 
-use common::{mlp, mnist_dir, read_csv, stderr, stdout, write_mnist_subset, write_toy_dataset};
+use common::{
+    TRAIN_HERE, mlp, mnist_dir, read_csv, stderr, stdout, write_mnist_subset, write_toy_dataset,
+};
 
 const HEADER: [&str; 7] = ["step", "epoch", "split", "lr", "loss", "acc", "time_s"];
 
@@ -278,17 +280,10 @@ fn a_finished_run_is_not_overwritten_without_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     write_toy_dataset(dir.path(), 100, 20, 4);
     let args = [
-        "train",
-        "-q",
-        "--data",
-        ".",
-        "--max-epoch",
-        "1",
-        "--layer",
-        "linear,fc,16,4,0.01",
-        "--out",
-        "r",
-    ];
+        &TRAIN_HERE[..],
+        &["--layer", "linear,fc,16,4,0.01", "--out", "r"],
+    ]
+    .concat();
     assert!(mlp(dir.path(), &args).status.success());
     let before = fs::read(dir.path().join("r/metrics.csv")).unwrap();
     let again = mlp(dir.path(), &args);

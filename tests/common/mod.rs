@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use mlp::idx::encode;
 
+/// `mlp train` on data in the current folder, one epoch, quietly; a test appends the rest.
+pub const TRAIN_HERE: [&str; 6] = ["train", "-q", "--data", ".", "--max-epoch", "1"];
+
 /// The bundled MNIST folder.
 pub fn mnist_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
