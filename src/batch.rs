@@ -9,16 +9,17 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 
 use crate::data::Split;
-use crate::sparse::SparseRows;
+use crate::sparse::{SparseBatch, SparseRows};
 
 /// The constant part of every normalised pixel: `x = p / 255 + OFFSET`.
 pub const OFFSET: f32 = -128.0 / 255.0;
 
 /// Share of nonzero pixels below which the first layer takes the sparse path. Measured on this project's
-/// 2-core AVX-512 machine (README, Performance): at MNIST's density of 0.19 the sparse kernels still took
-/// 1.09x the dense path's time for MLP1 (one thread, whole process), so the break-even lies lower and
-/// MNIST takes the dense path; sparser data takes the sparse one.
-pub const SPARSE_MAX_DENSITY: f64 = 0.15;
+/// 2-core AVX-512 machine (README, Performance): at MNIST's density of 0.19 the sparse path took 0.77x
+/// the dense path's time for `mlp train --max-epoch 3` (whole process, 2 threads); its work grows with
+/// the density and the dense path's does not, so the break-even lies near 0.3, and a denser set such as
+/// Fashion-MNIST (about 0.5) takes the dense path.
+pub const SPARSE_MAX_DENSITY: f64 = 0.3;
 
 /// Which path the first layer takes.
 #[derive(
@@ -42,8 +43,7 @@ pub struct SparseInput<'a> {
 pub struct InputBatch {
     dense: Array2<f32>,
     labels: Vec<u8>,
-    by_row: SparseRows,
-    by_col: SparseRows,
+    pixels: SparseBatch,
     rows: usize,
     path: InputPath,
     sparse: bool,
@@ -68,8 +68,7 @@ impl InputBatch {
         InputBatch {
             dense: Array2::zeros((capacity, width)),
             labels: Vec::with_capacity(capacity),
-            by_row: SparseRows::default(),
-            by_col: SparseRows::default(),
+            pixels: SparseBatch::default(),
             rows: 0,
             path,
             sparse: false,
@@ -109,49 +108,27 @@ impl InputBatch {
         self.labels
             .extend(indices.iter().map(|&i| split.labels[i as usize]));
         let image = |i: u32| &split.images[i as usize * width..][..width];
-        self.sparse = match self.path {
-            InputPath::Dense => false,
-            InputPath::Sparse => true,
-            InputPath::Auto => {
-                // Shuffled images are scattered over the data set: ask for all their cache lines at once
-                // (measured: the count was otherwise bound by memory latency, 0.23 -> 0.13 s/epoch).
-                for &i in indices {
-                    prefetch(image(i));
-                }
-                let nnz: usize = indices
-                    .iter()
-                    .map(|&i| image(i).iter().filter(|&&p| p != 0).count())
-                    .sum();
-                (nnz as f64) < SPARSE_MAX_DENSITY * (n * width) as f64
-            }
-        };
-        if !self.sparse {
-            let dense = self.dense.as_slice_mut().expect("contiguous batch");
-            for (row, &i) in dense.chunks_exact_mut(width).zip(indices) {
-                for (x, &p) in row.iter_mut().zip(image(i)) {
-                    *x = (p as f32 - 128.0) / 255.0;
-                }
-            }
+        self.sparse = self.path != InputPath::Dense;
+        // Shuffled images are scattered over the data set: ask for all their cache lines at once
+        // (measured: building the batch was otherwise bound by memory latency).
+        for &i in indices {
+            prefetch(image(i));
+        }
+        if self.sparse {
+            self.pixels.fill(&split.images, width, indices, 1.0 / 255.0);
+            let nnz = self.pixels.by_row.nnz() as f64;
+            let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
+            self.sparse = !(self.path == InputPath::Auto && dense_enough);
+        }
+        if self.sparse {
             return;
         }
-        // Room for every pixel, so the nonzero ones can be written without a branch.
-        self.by_row.clear(width);
-        self.by_row.cols.resize(n * width, 0);
-        self.by_row.vals.resize(n * width, 0.0);
-        let (cols, vals) = (&mut self.by_row.cols[..], &mut self.by_row.vals[..]);
-        let mut nnz = 0;
-        for &i in indices {
-            for (col, &p) in image(i).iter().enumerate() {
-                // Written always, kept only when nonzero: no unpredictable branch per pixel.
-                cols[nnz] = col as u32;
-                vals[nnz] = p as f32 / 255.0;
-                nnz += (p != 0) as usize;
+        let dense = self.dense.as_slice_mut().expect("contiguous batch");
+        for (row, &i) in dense.chunks_exact_mut(width).zip(indices) {
+            for (x, &p) in row.iter_mut().zip(image(i)) {
+                *x = (p as f32 - 128.0) / 255.0;
             }
-            self.by_row.starts.push(nnz);
         }
-        self.by_row.cols.truncate(nnz);
-        self.by_row.vals.truncate(nnz);
-        self.by_row.transpose_into(&mut self.by_col);
     }
 
     pub fn rows(&self) -> usize {
@@ -172,8 +149,8 @@ impl InputBatch {
     /// The sparse form, when this batch takes the sparse path.
     pub fn sparse(&self) -> Option<SparseInput<'_>> {
         self.sparse.then_some(SparseInput {
-            by_row: &self.by_row,
-            by_col: &self.by_col,
+            by_row: &self.pixels.by_row,
+            by_col: &self.pixels.by_col,
         })
     }
 }

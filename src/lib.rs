@@ -4,6 +4,7 @@
 //! The dependency direction is one way: `cli` → `run` → `train` → `network` → `layers` / `loss` /
 //! `optim`, with `data` and `idx` below `train` and `output` beside `run`.
 
+pub mod alloc;
 pub mod batch;
 pub mod bench;
 pub mod checkpoint;

@@ -12,6 +12,7 @@
 //! `0·v + g`, the same value).
 
 use ndarray::Zip;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::layers::Param;
@@ -25,21 +26,55 @@ pub struct Sgd {
 
 impl Sgd {
     /// One update of `param` from its current gradient, in a single pass over value, gradient, velocity.
+    /// A large parameter is split in contiguous parts over the rayon pool's threads (split by columns
+    /// instead, like a weight matrix's share in a column-split kernel, it measured 1.07x the time of
+    /// `mlp train --max-epoch 3`).
     pub fn step(&self, param: &mut Param) {
-        let Sgd {
-            lr,
-            momentum,
-            weight_decay,
-        } = *self;
-        Zip::from(&mut param.value)
-            .and(&param.grad)
-            .and(&mut param.velocity)
-            .for_each(|p, &g, v| {
-                *v = momentum * *v + (g + weight_decay * *p);
-                *p -= lr * *v;
-            });
+        let Param {
+            value,
+            grad,
+            velocity,
+            ..
+        } = param;
+        let (Some(p), Some(g), Some(v)) = (
+            value.as_slice_mut(),
+            grad.as_slice(),
+            velocity.as_slice_mut(),
+        ) else {
+            return Zip::from(value)
+                .and(&*grad)
+                .and(velocity)
+                .for_each(|p, &g, v| self.update(p, g, v));
+        };
+        let chunk = p
+            .len()
+            .div_ceil(rayon::current_num_threads())
+            .max(PARALLEL_FROM);
+        if chunk >= p.len() {
+            return self.update_slices(p, g, v);
+        }
+        p.par_chunks_mut(chunk)
+            .zip(g.par_chunks(chunk))
+            .zip(v.par_chunks_mut(chunk))
+            .for_each(|((p, g), v)| self.update_slices(p, g, v));
+    }
+
+    /// The update of one stretch of parameters, in a loop the compiler vectorises.
+    fn update_slices(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
+        for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+            self.update(p, g, v);
+        }
+    }
+
+    #[inline(always)]
+    fn update(&self, p: &mut f32, g: f32, v: &mut f32) {
+        *v = self.momentum * *v + (g + self.weight_decay * *p);
+        *p -= self.lr * *v;
     }
 }
+
+/// Parameters fewer than this are updated on one thread: waking the others costs more.
+const PARALLEL_FROM: usize = 1 << 15;
 
 #[cfg(test)]
 mod tests {

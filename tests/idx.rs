@@ -153,13 +153,13 @@ fn dataset_takes_width_and_classes_from_the_files() {
     assert_eq!(batch.dense()[[0, 0]], (222.0 - 128.0) / 255.0);
     assert_eq!(batch.dense()[[1, 0]], -128.0 / 255.0);
     assert_eq!(batch.labels(), &[1, 0]);
-    // The sparse form holds the nonzero pixels / 255; image 0's first pixel is 0 and left out.
+    // The sparse form holds the nonzero pixels times 1/255; image 0's first pixel is 0 and left out.
     let mut sparse = InputBatch::new(3, 6, InputPath::Sparse);
     sparse.fill(&data.train, &[1, 0]);
     let rows = sparse.sparse().unwrap().by_row;
-    assert_eq!(rows.starts, vec![0, 6, 11]);
-    assert_eq!((rows.cols[0], rows.vals[0]), (0, 222.0 / 255.0));
-    assert_eq!((rows.cols[6], rows.vals[6]), (1, 37.0 / 255.0));
+    assert_eq!(rows.starts(), &[0, 6, 11]);
+    assert_eq!((rows.cols()[0], rows.vals()[0]), (0, 222.0 * (1.0 / 255.0)));
+    assert_eq!((rows.cols()[6], rows.vals()[6]), (1, 37.0 * (1.0 / 255.0)));
 }
 
 #[test]
