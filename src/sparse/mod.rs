@@ -77,7 +77,8 @@ impl SparseRows {
     }
 
     /// Writes the transpose into `out` (a counting sort by column, so each of its rows keeps increasing
-    /// columns; no allocation once `out` has grown).
+    /// columns): the plain reference that [`SparseBatch`]'s column form is tested against.
+    #[cfg(test)]
     pub fn transpose_into(&self, out: &mut SparseRows) {
         let nnz = self.nnz();
         out.ncols = self.nrows();
