@@ -59,8 +59,26 @@ impl Sgd {
             .for_each(|((p, g), v)| self.update_slices(p, g, v));
     }
 
-    /// The update of one stretch of parameters, in a loop the compiler vectorises.
+    /// The update of one stretch of parameters, in a loop the compiler vectorises: for AVX-512 where
+    /// the CPU has it (the default x86-64 target stops at SSE2, four floats at a time; measured, the
+    /// update took 16% of an MLP1 epoch that way).
     fn update_slices(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { self.update_slices_avx512(p, g, v) };
+        }
+        self.update_slices_portable(p, g, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn update_slices_avx512(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
+        self.update_slices_portable(p, g, v)
+    }
+
+    #[inline(always)]
+    fn update_slices_portable(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
         for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
             self.update(p, g, v);
         }
