@@ -13,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod gemm;
 pub mod idx;
 pub mod interrupt;
 pub mod layers;

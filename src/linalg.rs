@@ -1,6 +1,7 @@
 //! Dense matrix products, behind one function so that the kernel can be swapped in one place.
 //!
-//! ndarray's `general_mat_mul` runs matrixmultiply, built here with its AVX-512 kernel and its
+//! Products whose right-hand matrix has contiguous rows go to [`crate::gemm`]'s AVX-512 kernel where the
+//! CPU has one; the rest to ndarray's `general_mat_mul`, which runs matrixmultiply, built here with its AVX-512 kernel and its
 //! `threading` feature (thread count: `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was
 //! measured too and lost end to end (README, Performance).
 
@@ -10,6 +11,11 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 /// `c = a · b` (`accumulate` false) or `c += a · b` (`accumulate` true). Any strides, transposed views
 /// included.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, accumulate: bool) {
+    // Narrow products (a 10-class output layer) stay with matrixmultiply: the kernel's 64-column
+    // blocks would be mostly masked lanes there.
+    if !accumulate && b.ncols() >= 64 && crate::gemm::supports(&b, &c) {
+        return crate::gemm::matmul(a, b, c);
+    }
     general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
 }
 

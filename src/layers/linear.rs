@@ -25,8 +25,9 @@ pub struct Linear {
     name: String,
     /// `[weight, bias]`.
     params: [Param; 2],
-    /// Scratch row for the sparse path's constant term, kept to avoid an allocation per batch.
+    /// Scratch rows for the sparse path's constant term, kept to avoid an allocation per batch.
     row: Array1<f32>,
+    bottom_sums: Array1<f32>,
 }
 
 impl Linear {
@@ -43,6 +44,7 @@ impl Linear {
         Linear {
             name: name.to_string(),
             row: Array1::zeros(weight.ncols()),
+            bottom_sums: Array1::zeros(weight.ncols()),
             params: [
                 Param::new(format!("{name}.weight"), weight),
                 Param::new(format!("{name}.bias"), bias),
@@ -97,9 +99,19 @@ impl Layer for Linear {
             return self.forward(x.dense(), out);
         };
         let [weight, bias] = &self.params;
-        // row = b + offset · colsum(W)
+        // row = b + offset · colsum(W), the column sums in two halves of the rows on two threads when
+        // rayon has them: each core sums the rows whose update it just wrote.
+        let w = weight.value.view();
+        let (top, bottom) = w.split_at(Axis(0), w.nrows() / 2);
+        let mut bottom_sums = std::mem::take(&mut self.bottom_sums);
         self.row.assign(&bias.value.row(0));
-        add_column_sums(OFFSET, weight.value.view(), &mut self.row);
+        bottom_sums.fill(0.0);
+        rayon::join(
+            || add_column_sums(OFFSET, top, &mut self.row),
+            || add_column_sums(OFFSET, bottom, &mut bottom_sums),
+        );
+        self.row += &bottom_sums;
+        self.bottom_sums = bottom_sums;
         gather_rows(sparse.by_row, weight.value.view(), self.row.view(), out);
     }
 

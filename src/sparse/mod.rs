@@ -127,22 +127,33 @@ pub struct SparseBatch {
 
 impl SparseBatch {
     /// Builds both forms from the images `indices` of `images` (each `width` bytes), keeping the
-    /// nonzero pixels times `scale`.
+    /// nonzero pixels times `scale`. The two forms are built at once, on two of rayon's threads when it
+    /// has them.
     pub fn fill(&mut self, images: &[u8], width: usize, indices: &[u32], scale: f32) {
-        let image = |i: u32| &images[i as usize * width..][..width];
-        self.by_row.clear(width);
-        for &i in indices {
-            self.by_row.push_row(image(i), scale);
-        }
-        let rows = indices.len();
-        let padded = rows.next_multiple_of(16);
-        self.transposed.clear();
-        self.transposed.resize(width * padded, 0);
-        transpose_bytes(images, width, indices, &mut self.transposed, padded);
-        self.by_col.clear(rows);
-        for pixel in self.transposed.chunks_exact(padded) {
-            self.by_col.push_row(&pixel[..rows], scale);
-        }
+        let SparseBatch {
+            by_row,
+            by_col,
+            transposed,
+        } = self;
+        rayon::join(
+            || {
+                by_row.clear(width);
+                for &i in indices {
+                    by_row.push_row(&images[i as usize * width..][..width], scale);
+                }
+            },
+            || {
+                let rows = indices.len();
+                let padded = rows.next_multiple_of(16);
+                transposed.clear();
+                transposed.resize(width * padded, 0);
+                transpose_bytes(images, width, indices, transposed, padded);
+                by_col.clear(rows);
+                for pixel in transposed.chunks_exact(padded) {
+                    by_col.push_row(&pixel[..rows], scale);
+                }
+            },
+        );
     }
 }
 

@@ -1,0 +1,254 @@
+//! `c = a · b` for the products whose right-hand matrix has contiguous rows (a dense layer's forward
+//! pass `x W` and its weight gradient `xᵀ D`), in AVX-512 registers.
+//!
+//! The kernel is the sparse one's ([`crate::sparse`]) made dense: a block of 128 rows x 64 columns of `b`
+//! (32 KiB) stays in L1 cache while four rows of `c` at a time take every row of it, 16 accumulator
+//! registers against 8 loads for each 16 FMAs. matrixmultiply, which the rest of the products use, packs
+//! both operands for every call; at these small shapes (100 x 500 by 500 x 256) that cost shows.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// Columns of `b` and `c` per block: four AVX-512 registers.
+const BLOCK_COLS: usize = 64;
+/// Rows of `b` per block: 128 rows x 64 floats = 32 KiB, inside a 48 KiB L1 cache.
+const BLOCK_INNER: usize = 128;
+/// Rows of `c` summed at once: 4 x 4 accumulators, 4 loaded vectors of `b` and 4 broadcasts of `a`
+/// fit the 32 registers (with 3 x 8 the compiler ran out and broadcast `a` from memory for every FMA).
+const ROWS: usize = 4;
+
+/// Whether [`matmul`] takes these operands: a CPU with AVX-512 and unit column strides for `b` and `c`.
+pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // An empty matrix may have any strides; it is never read.
+        let rows_ok = |len: usize, cols: usize, strides: &[isize]| {
+            len == 0 || ((cols <= 1 || strides[1] == 1) && strides[0] >= 0)
+        };
+        std::arch::is_x86_feature_detected!("avx512f")
+            && rows_ok(b.len(), b.ncols(), b.strides())
+            && rows_ok(c.len(), c.ncols(), c.strides())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (b, c);
+        false
+    }
+}
+
+/// `c = a · b`, the rows of `c` split over the rayon pool's threads. Panics unless [`supports`] holds.
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    assert!(
+        supports(&b, &c),
+        "gemm::matmul needs AVX-512 and rows with unit stride"
+    );
+    assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
+    assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
+    if c.is_empty() {
+        return;
+    }
+    let height = a
+        .nrows()
+        .div_ceil(rayon::current_num_threads())
+        .next_multiple_of(ROWS);
+    if height < a.nrows() {
+        rayon::scope(|scope| {
+            let parts = c
+                .axis_chunks_iter_mut(Axis(0), height)
+                .zip(a.axis_chunks_iter(Axis(0), height));
+            for (c, a) in parts {
+                scope.spawn(move |_| matmul_part(a, b, c));
+            }
+        });
+    } else {
+        matmul_part(a, b, c);
+    }
+}
+
+fn matmul_part(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let operands = Operands {
+            a: a.as_ptr(),
+            a_row: a.strides()[0],
+            a_col: a.strides()[1],
+            b: b.as_ptr(),
+            b_row: b.strides()[0] as usize,
+            c: c.as_mut_ptr(),
+            c_row: c.strides()[0] as usize,
+            m: a.nrows(),
+            k: a.ncols(),
+            n: b.ncols(),
+        };
+        // SAFETY: `matmul` checked the CPU feature, the unit column strides and the shapes; the
+        // pointers and strides describe the views borrowed for this call.
+        unsafe { kernel(&operands) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (a, b, &mut c);
+}
+
+/// Three matrices by first element and strides: `a` is `m x k` (any strides), `b` is `k x n` and `c`
+/// is `m x n` (unit column strides).
+#[cfg(target_arch = "x86_64")]
+struct Operands {
+    a: *const f32,
+    a_row: isize,
+    a_col: isize,
+    b: *const f32,
+    b_row: usize,
+    c: *mut f32,
+    c_row: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// # Safety
+/// The CPU must have AVX-512F; `o` must describe matrices that exist for the call's length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel(o: &Operands) {
+    for j0 in (0..o.n).step_by(BLOCK_COLS) {
+        let width = (o.n - j0).min(BLOCK_COLS);
+        // SAFETY: as this function's; the block's columns lie inside the rows.
+        unsafe {
+            match width.div_ceil(16) {
+                1 => column_block::<1>(o, j0, width),
+                2 => column_block::<2>(o, j0, width),
+                3 => column_block::<3>(o, j0, width),
+                _ => column_block::<4>(o, j0, width),
+            }
+        }
+    }
+}
+
+/// Columns `j0 .. j0 + width` (`width` in `16 (V - 1) + 1 ..= 16 V`) of `c`, block of `b` after block.
+///
+/// # Safety
+/// As [`kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn column_block<const V: usize>(o: &Operands, j0: usize, width: usize) {
+    for k0 in (0..o.k.max(1)).step_by(BLOCK_INNER) {
+        let inner = k0..(k0 + BLOCK_INNER).min(o.k);
+        let mut i0 = 0;
+        // SAFETY: as this function's.
+        unsafe {
+            while i0 + ROWS <= o.m {
+                rows::<ROWS, V>(o, i0, j0, width, inner.clone());
+                i0 += ROWS;
+            }
+            match o.m - i0 {
+                1 => rows::<1, V>(o, i0, j0, width, inner),
+                2 => rows::<2, V>(o, i0, j0, width, inner),
+                3 => rows::<3, V>(o, i0, j0, width, inner),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `c[i0 .. i0 + R, j0 ..][..width] (+)= a[i0 .. i0 + R, inner] · b[inner, j0 ..][..width]`: set on
+/// the first block of `b`'s rows, added to on the others.
+///
+/// # Safety
+/// As [`kernel`]; `i0 + R <= m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rows<const R: usize, const V: usize>(
+    o: &Operands,
+    i0: usize,
+    j0: usize,
+    width: usize,
+    inner: std::ops::Range<usize>,
+) {
+    use std::arch::x86_64::*;
+    let tail = width - 16 * (V - 1);
+    let last: __mmask16 = if tail == 16 { !0 } else { (1 << tail) - 1 };
+    let mask = |q: usize| if q + 1 == V { last } else { !0 };
+    // SAFETY (all below): rows i0 .. i0 + R < m of `a` and `c`, rows `inner` < k of `b`; columns
+    // `j0 + 16 q ..` with the lanes past `j0 + width <= n` masked off.
+    unsafe {
+        let c_row = |r: usize| o.c.add((i0 + r) * o.c_row + j0);
+        let mut acc: [[__m512; V]; R] = if inner.start == 0 {
+            [[_mm512_setzero_ps(); V]; R]
+        } else {
+            std::array::from_fn(|r| {
+                std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), c_row(r).add(16 * q)))
+            })
+        };
+        for kk in inner {
+            let b_row = o.b.add(kk * o.b_row + j0);
+            let a_col = o.a.offset(kk as isize * o.a_col);
+            let a: [__m512; R] =
+                std::array::from_fn(|r| _mm512_set1_ps(*a_col.offset((i0 + r) as isize * o.a_row)));
+            let b: [__m512; V] =
+                std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), b_row.add(16 * q)));
+            for (acc, &a) in acc.iter_mut().zip(&a) {
+                for (acc, &b) in acc.iter_mut().zip(&b) {
+                    *acc = _mm512_fmadd_ps(a, b, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (q, v) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(c_row(r).add(16 * q), mask(q), *v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
+        })
+    }
+
+    /// Shapes around every block edge, `a` plain and transposed, on one thread and on two.
+    #[test]
+    fn matches_the_definition() {
+        let b_probe = Array2::<f32>::zeros((1, 1));
+        let mut c_probe = Array2::<f32>::zeros((1, 1));
+        if !supports(&b_probe.view(), &c_probe.view_mut()) {
+            return; // no AVX-512 here: linalg::matmul never calls this kernel
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, k, n) in [
+            (1, 1, 1),
+            (4, 65, 17),
+            (100, 130, 257),
+            (7, 0, 5),
+            (2, 64, 128),
+            (101, 10, 10),
+        ] {
+            let a =
+                Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.1 - 0.8);
+            let at = a.t().to_owned();
+            let b =
+                Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.1 - 0.6);
+            let want = naive(a.view(), b.view());
+            for lhs in [a.view(), at.t()] {
+                let mut one = Array2::from_elem((m, n), f32::NAN);
+                matmul(lhs, b.view(), one.view_mut());
+                let mut two = Array2::from_elem((m, n), f32::NAN);
+                pool.install(|| matmul(lhs, b.view(), two.view_mut()));
+                for (got, threads) in [(&one, 1), (&two, 2)] {
+                    for (x, y) in got.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() < 1e-3,
+                            "{m}x{k}x{n}, {threads} thread(s): {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
