@@ -6,7 +6,7 @@
 # Completed runs (status completed in their summary.csv) are skipped, so a grid stopped at any moment
 # (Ctrl-C, kill, power cut) resumes where it stopped; an unfinished, interrupted or diverged run is
 # started again from scratch. The commands are also written to
-# <out>/grid-commands.txt, one per line, for GNU parallel or a cluster's job array.
+# <out>/grid-commands.txt, one per line, largest network first, for GNU parallel or a cluster's job array.
 #
 # Usage: scripts/grid.sh [--epochs N] [-j JOBS] [--grid FILE] [--out DIR] [--list] [-- MLP TRAIN FLAGS...]
 #   --epochs N   epochs per network (default 50, the report's); `--epochs 1` is a smoke test of a few minutes
@@ -55,7 +55,8 @@ threads=$(( cores / jobs )); [ "$threads" -ge 1 ] || threads=1
 
 mkdir -p "$out"
 commands="$out/grid-commands.txt"
-: > "$commands"
+unsorted="$commands.unsorted"
+: > "$unsorted"
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 while IFS=$'\t' read -r name loss spec; do
   case "$name" in ''|'#'*) continue ;; esac
@@ -67,8 +68,15 @@ while IFS=$'\t' read -r name loss spec; do
   cmd="$(quote "$MLP") train --quiet --overwrite --grad-norms --name $(quote "$name") --loss $loss --layer $(quote "$spec")"
   cmd="$cmd --max-epoch $epochs --threads $threads --out $(quote "$out/$name")"
   for arg in "${extra[@]+"${extra[@]}"}"; do cmd="$cmd $(quote "$arg")"; done
-  echo "$cmd" >> "$commands"
+  # The run's cost, for the order below: its weights, the sum of IN x OUT over its linear layers.
+  cost=$(printf '%s' "$spec" | awk -F';' '{ for (i = 1; i <= NF; i++) { split($i, f, ","); gsub(/[ \t]/, "", f[1]); if (f[1] == "linear") c += f[3] * f[4] } } END { print c + 0 }')
+  printf '%s\t%s\n' "$cost" "$cmd" >> "$unsorted"
 done < "$grid"
+# Largest networks first, so that the last runs to finish are short ones and no core waits idle on one
+# long run at the end (measured, one run each: the 50-epoch grid took 313 s in this order, 335 s in the
+# grid file's order, which ends on the seven MLP2 networks).
+sort -t "$(printf '\t')" -k1,1nr -s "$unsorted" | cut -f2- > "$commands"
+rm -f "$unsorted"
 
 if [ "$list_only" = 1 ]; then cat "$commands"; exit 0; fi
 count=$(wc -l < "$commands")
