@@ -6,7 +6,9 @@
 //! registers against 8 loads for each 16 FMAs. matrixmultiply, which the rest of the products use, packs
 //! both operands for every call; at these small shapes (100 x 500 by 500 x 256) that cost shows.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, s};
+
+use crate::parallel::for_row_parts;
 
 /// Columns of `b` and `c` per block: four AVX-512 registers.
 const BLOCK_COLS: usize = 64;
@@ -36,7 +38,7 @@ pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
 }
 
 /// `c = a · b`, the rows of `c` split over the rayon pool's threads. Panics unless [`supports`] holds.
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     assert!(
         supports(&b, &c),
         "gemm::matmul needs AVX-512 and rows with unit stride"
@@ -51,13 +53,8 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>)
         .div_ceil(rayon::current_num_threads())
         .next_multiple_of(ROWS);
     if height < a.nrows() {
-        rayon::scope(|scope| {
-            let parts = c
-                .axis_chunks_iter_mut(Axis(0), height)
-                .zip(a.axis_chunks_iter(Axis(0), height));
-            for (c, a) in parts {
-                scope.spawn(move |_| matmul_part(a, b, c));
-            }
+        for_row_parts(c, height, &|first, c| {
+            matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, c)
         });
     } else {
         matmul_part(a, b, c);

@@ -23,6 +23,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod output;
+pub mod parallel;
 pub mod plot;
 pub mod predict;
 pub mod reference;

@@ -6,7 +6,9 @@
 //! block from its sparse row, summing into registers. Reading each source row straight from L2 instead
 //! (the kernel this replaced) ran at a quarter of an FMA per cycle, waiting on the loads.
 
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+
+use crate::parallel::for_row_parts;
 
 use super::SparseRows;
 
@@ -28,7 +30,7 @@ pub fn gather_rows(
     sparse: &SparseRows,
     src: ArrayView2<f32>,
     init: ArrayView1<f32>,
-    mut out: ArrayViewMut2<f32>,
+    out: ArrayViewMut2<f32>,
 ) {
     let n = src.ncols();
     let rows = sparse.nrows();
@@ -41,10 +43,8 @@ pub fn gather_rows(
     }
     let height = rows.div_ceil(rayon::current_num_threads());
     if height < rows {
-        rayon::scope(|scope| {
-            for (t, out) in out.axis_chunks_iter_mut(Axis(0), height).enumerate() {
-                scope.spawn(move |_| gather_range(sparse, t * height, src, init, out));
-            }
+        for_row_parts(out, height, &|first, out| {
+            gather_range(sparse, first, src, init, out)
         });
     } else {
         gather_range(sparse, 0, src, init, out);
