@@ -27,15 +27,31 @@ pub struct Param {
 }
 
 impl Param {
+    /// `value`, with a zero gradient and velocity, all three stored with padded rows (see [`padded`]).
     pub fn new(name: String, value: Array2<f32>) -> Self {
-        let zeros = Array2::zeros(value.raw_dim());
+        let (rows, cols) = value.dim();
+        let mut stored = padded(rows, cols);
+        stored.assign(&value);
         Param {
             name,
-            grad: zeros.clone(),
-            velocity: zeros,
-            value,
+            grad: padded(rows, cols),
+            velocity: padded(rows, cols),
+            value: stored,
         }
     }
+}
+
+/// A zero `rows x cols` matrix whose rows start 16 floats (64 bytes) apart or a multiple of that, when
+/// wider than 16: with the allocator's 64-byte alignment every row then starts on a cache line, and the
+/// kernels' vector loads never straddle two. Measured on MLP2's 784 x 500 first layer: the sparse kernel
+/// ran at 1.5 G vector FMAs a second with rows 2000 bytes apart, against 2.0 for MLP1's 1024.
+fn padded(rows: usize, cols: usize) -> Array2<f32> {
+    let stride = if cols > 16 {
+        cols.next_multiple_of(16)
+    } else {
+        cols
+    };
+    Array2::zeros((rows, stride)).slice_move(ndarray::s![.., ..cols])
 }
 
 pub trait Layer: Send {
@@ -147,7 +163,7 @@ pub(crate) mod gradcheck {
             let analytic = layer.params()[p].grad.clone();
             for idx in 0..analytic.len() {
                 let nudge = |layer: &mut dyn Layer, delta: f32| {
-                    layer.params_mut()[p].value.as_slice_mut().unwrap()[idx] += delta;
+                    *layer.params_mut()[p].value.iter_mut().nth(idx).unwrap() += delta;
                 };
                 nudge(layer, eps);
                 let up = probe(layer, inp.view(), &weights);
@@ -157,7 +173,7 @@ pub(crate) mod gradcheck {
                 let name = layer.params()[p].name.clone();
                 assert_close(
                     format!("{name}[{idx}]"),
-                    analytic.as_slice().unwrap()[idx],
+                    *analytic.iter().nth(idx).unwrap(),
                     (up - down) / (2.0 * eps as f64),
                 );
             }
