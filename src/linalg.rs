@@ -5,8 +5,18 @@
 //! `threading` feature (thread count: `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was
 //! measured too and lost end to end (README, Performance).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
+
+static MATRIXMULTIPLY_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many products have gone to matrixmultiply so far. Each allocates its packing buffers, the one
+/// allocation a training step still makes (tests/allocations.rs counts them).
+pub fn matrixmultiply_calls() -> usize {
+    MATRIXMULTIPLY_CALLS.load(Ordering::Relaxed)
+}
 
 /// `c = a · b` (`accumulate` false) or `c += a · b` (`accumulate` true). Any strides, transposed views
 /// included.
@@ -16,6 +26,7 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>,
     if !accumulate && b.ncols() >= 64 && crate::gemm::supports(&b, &c) {
         return crate::gemm::matmul(a, b, c);
     }
+    MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
     general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
 }
 

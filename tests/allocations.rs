@@ -1,0 +1,70 @@
+//! A training step allocates nothing of its own once its buffers exist: the only allocations left are
+//! matrixmultiply's packing buffers, one for each product it still runs (`D Wᵀ` and the narrow
+//! 10-class layer). Counted by the binary's own allocator, installed here too, on one thread (rayon's
+//! and matrixmultiply's thread pools allocate now and then when they hand work over).
+
+use mlp::alloc::{CacheAligned, allocations};
+use mlp::batch::{InputBatch, InputPath};
+use mlp::data::Dataset;
+use mlp::linalg::matrixmultiply_calls;
+use mlp::network::Network;
+use mlp::optim::Sgd;
+use mlp::{Loss, NetSpec};
+use rand::SeedableRng;
+
+#[global_allocator]
+static ALLOCATOR: CacheAligned = CacheAligned;
+
+mod common;
+
+/// Allocations and matrixmultiply products over 50 training steps of `spec` on MNIST, after 20
+/// steps to warm up.
+fn count(data: &Dataset, spec: &str, path: InputPath) -> (usize, usize) {
+    let spec: NetSpec = spec.parse().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut network = Network::new(spec.build(&mut rng), 784, 100);
+    let mut batch = InputBatch::new(100, 784, path);
+    let sgd = Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    // Batches in the order of a shuffled epoch: image i * 7919 % 60000 (7919 is prime to 60000).
+    let order: Vec<u32> = (0..60_000u32).map(|i| i * 7919 % 60_000).collect();
+    let mut start = (0, 0);
+    for (step, indices) in order.chunks(100).take(70).enumerate() {
+        if step == 20 {
+            start = (allocations(), matrixmultiply_calls());
+        }
+        batch.fill(&data.train, indices);
+        network.compute_gradients(&batch, Loss::SoftmaxCe);
+        network.update(&sgd);
+    }
+    (allocations() - start.0, matrixmultiply_calls() - start.1)
+}
+
+#[test]
+fn a_training_step_allocates_only_matrixmultiply_packing_buffers() {
+    // SAFETY: the only test of this binary, run before any thread of its own or matrix product.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let data = Dataset::load(&common::mnist_dir()).unwrap();
+    let mlp1 = "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01";
+    let mlp2 = "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2; \
+                linear,fc3,256,10,0.01";
+    for (spec, path, products) in [
+        (mlp1, InputPath::Sparse, 3),
+        (mlp1, InputPath::Dense, 3),
+        (mlp2, InputPath::Sparse, 4),
+    ] {
+        let (allocated, multiplied) = pool.install(|| count(&data, spec, path));
+        assert_eq!(multiplied, 50 * products, "{spec} ({path:?}): products");
+        assert_eq!(
+            allocated, multiplied,
+            "{spec} ({path:?}): allocations beyond matrixmultiply's"
+        );
+    }
+}
