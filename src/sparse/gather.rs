@@ -3,8 +3,11 @@
 //!
 //! The AVX-512 kernel keeps what it reads in L1 cache. It works on a block of `BLOCK_SRC_ROWS x
 //! BLOCK_COLS` of `src` (32 KiB) at a time, and every output row takes the entries that fall in that
-//! block from its sparse row, summing into registers. Reading each source row straight from L2 instead
-//! (the kernel this replaced) ran at a quarter of an FMA per cycle, waiting on the loads.
+//! block from its sparse row, summing into registers. Measured against reading each source row from L2
+//! (one block of all the rows): the same speed on its own (1.85 against 1.83 G vector FMAs a second,
+//! 600 MNIST batches), 0.93x the time of `mlp train --max-epoch 3` (9 alternated pairs), where the SGD
+//! update and the other layers compete for the cache. Blocks of 32, 48, 96 or 128 rows, and 256
+//! columns, were slower.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
