@@ -73,8 +73,9 @@ while IFS=$'\t' read -r name loss spec; do
   printf '%s\t%s\n' "$cost" "$cmd" >> "$unsorted"
 done < "$grid"
 # Largest networks first, so that the last runs to finish are short ones and no core waits idle on one
-# long run at the end (measured, one run each: the 50-epoch grid took 313 s in this order, 335 s in the
-# grid file's order, which ends on the seven MLP2 networks).
+# long run at the end. Measured: the 50-epoch grid took 313 s and 343 s in this order (two runs), 335 s
+# in the grid file's order (one run, ending on the seven MLP2 networks): the machine's noise is as large
+# as the difference, the idle tail it removes is one MLP2 run (about 60 s of one core).
 sort -t "$(printf '\t')" -k1,1nr -s "$unsorted" | cut -f2- > "$commands"
 rm -f "$unsorted"
 
