@@ -198,13 +198,8 @@ unsafe fn rows<const R: usize, const V: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg::naive;
     use ndarray::Array2;
-
-    fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
-            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
-        })
-    }
 
     /// Shapes around every block edge, `a` plain and transposed, on one thread and on two.
     #[test]

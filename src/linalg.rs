@@ -30,16 +30,18 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>,
     general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
 }
 
+/// `a · b` by its definition, the reference the kernels are tested against.
+#[cfg(test)]
+pub(crate) fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> ndarray::Array2<f32> {
+    ndarray::Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+        (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::Array2;
-
-    fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
-            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
-        })
-    }
 
     #[test]
     fn matches_the_definition_for_plain_and_transposed_views() {
