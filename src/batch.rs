@@ -68,7 +68,7 @@ impl InputBatch {
         InputBatch {
             dense: Array2::zeros((capacity, width)),
             labels: Vec::with_capacity(capacity),
-            pixels: SparseBatch::with_capacity(capacity, width),
+            pixels: SparseBatch::default(),
             rows: 0,
             path,
             sparse: false,
