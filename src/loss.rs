@@ -101,14 +101,21 @@ impl Loss {
                     }
                     Loss::SoftmaxCe => {
                         let max = x.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                        let sum_exp: f32 = x.iter().map(|&v| (v - max).exp()).sum();
-                        let log_sum_exp = max + sum_exp.ln();
-                        stats.loss_sum += (log_sum_exp - x[label]) as f64;
-                        if let Some(mut g) = grad {
-                            Zip::indexed(&mut g).and(x).for_each(|k, g, &v| {
-                                let p = (v - log_sum_exp).exp();
-                                *g = (p - if k == label { 1.0 } else { 0.0 }) * inv_n;
-                            });
+                        match grad {
+                            // One exp per logit, kept in the gradient's row until the sum is known
+                            // (exp was most of this stage's time when taken twice).
+                            Some(mut g) => {
+                                Zip::from(&mut g).and(x).for_each(|g, &v| *g = (v - max).exp());
+                                let sum_exp: f32 = g.sum();
+                                stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
+                                let scale = inv_n / sum_exp;
+                                g.mapv_inplace(|e| e * scale);
+                                g[label] -= inv_n;
+                            }
+                            None => {
+                                let sum_exp: f32 = x.iter().map(|&v| (v - max).exp()).sum();
+                                stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
+                            }
                         }
                     }
                 }
