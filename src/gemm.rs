@@ -17,6 +17,12 @@ const BLOCK_INNER: usize = 128;
 /// Rows of `c` summed at once: 4 x 4 accumulators, 4 loaded vectors of `b` and 4 broadcasts of `a`
 /// fit the 32 registers (with 3 x 8 the compiler ran out and broadcast `a` from memory for every FMA).
 const ROWS: usize = 4;
+/// Rows of `c` summed at once when a block is one vector wide (a 10-class layer): eight independent
+/// FMA chains, enough to cover the FMA's latency on both units.
+const NARROW_ROWS: usize = 8;
+/// Products of fewer multiply-adds than this run on one thread: a fork-join costs about 8 us here
+/// when the other thread has gone idle, as long as 2^20 multiply-adds take on one core.
+const PARALLEL_FROM: usize = 1 << 20;
 
 /// Whether [`matmul`] takes these operands: a CPU with AVX-512 and unit column strides for `b` and `c`.
 pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
@@ -51,8 +57,8 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     let height = a
         .nrows()
         .div_ceil(rayon::current_num_threads())
-        .next_multiple_of(ROWS);
-    if height < a.nrows() {
+        .next_multiple_of(NARROW_ROWS);
+    if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
         for_row_parts(c, height, &|first, c| {
             matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, c)
         });
@@ -110,30 +116,35 @@ unsafe fn kernel(o: &Operands) {
         // SAFETY: as this function's; the block's columns lie inside the rows.
         unsafe {
             match width.div_ceil(16) {
-                1 => column_block::<1>(o, j0, width),
-                2 => column_block::<2>(o, j0, width),
-                3 => column_block::<3>(o, j0, width),
-                _ => column_block::<4>(o, j0, width),
+                1 => column_block::<NARROW_ROWS, 1>(o, j0, width),
+                2 => column_block::<ROWS, 2>(o, j0, width),
+                3 => column_block::<ROWS, 3>(o, j0, width),
+                _ => column_block::<ROWS, 4>(o, j0, width),
             }
         }
     }
 }
 
-/// Columns `j0 .. j0 + width` (`width` in `16 (V - 1) + 1 ..= 16 V`) of `c`, block of `b` after block.
+/// Columns `j0 .. j0 + width` (`width` in `16 (V - 1) + 1 ..= 16 V`) of `c`, block of `b` after block,
+/// `R` rows of `c` at a time.
 ///
 /// # Safety
 /// As [`kernel`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn column_block<const V: usize>(o: &Operands, j0: usize, width: usize) {
+unsafe fn column_block<const R: usize, const V: usize>(o: &Operands, j0: usize, width: usize) {
     for k0 in (0..o.k.max(1)).step_by(BLOCK_INNER) {
         let inner = k0..(k0 + BLOCK_INNER).min(o.k);
         let mut i0 = 0;
         // SAFETY: as this function's.
         unsafe {
-            while i0 + ROWS <= o.m {
-                rows::<ROWS, V>(o, i0, j0, width, inner.clone());
-                i0 += ROWS;
+            while i0 + R <= o.m {
+                rows::<R, V>(o, i0, j0, width, inner.clone());
+                i0 += R;
+            }
+            while i0 + 4 <= o.m {
+                rows::<4, V>(o, i0, j0, width, inner.clone());
+                i0 += 4;
             }
             match o.m - i0 {
                 1 => rows::<1, V>(o, i0, j0, width, inner),
@@ -220,6 +231,9 @@ mod tests {
             (7, 0, 5),
             (2, 64, 128),
             (101, 10, 10),
+            (100, 256, 10),
+            (256, 100, 10),
+            (19, 9, 3),
         ] {
             let a =
                 Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.1 - 0.8);

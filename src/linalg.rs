@@ -1,19 +1,34 @@
 //! Dense matrix products, behind one function so that the kernel can be swapped in one place.
 //!
-//! Products whose right-hand matrix has contiguous rows go to [`crate::gemm`]'s AVX-512 kernel where the
-//! CPU has one; the rest to ndarray's `general_mat_mul`, which runs matrixmultiply, built here with its AVX-512 kernel and its
-//! `threading` feature (thread count: `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was
-//! measured too and lost end to end (README, Performance).
+//! Where the CPU has AVX-512, products go to [`crate::gemm`]'s kernel, which needs the right-hand matrix
+//! by rows: a small transposed one (`D Wᵀ` of a 10-class layer) is copied by rows first, into a buffer
+//! each thread keeps. Elsewhere, for larger `D Wᵀ` and for accumulating products, ndarray's
+//! `general_mat_mul` runs
+//! matrixmultiply, built here with its AVX-512 kernel and its `threading` feature (thread count:
+//! `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was measured too and lost end to end
+//! (README, Performance).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// The largest transposed right-hand matrix copied by rows for the kernel. MLP2's `D Wᵀ` (256 x 500)
+/// took 1.2x longer copied than in matrixmultiply (`mlp bench`, its stage "backward fc2"); a 10-class
+/// layer's (10 x 256) is copied in a few microseconds and the product then takes 0.6x the time.
+const COPY_AT_MOST: usize = 1 << 14;
+
+thread_local! {
+    /// A transposed right-hand matrix, copied by rows; it only grows, so a training run allocates it
+    /// once.
+    static BY_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 static MATRIXMULTIPLY_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// How many products have gone to matrixmultiply so far. Each allocates its packing buffers, the one
-/// allocation a training step still makes (tests/allocations.rs counts them).
+/// How many products have gone to matrixmultiply so far. Each allocates its packing buffers
+/// (tests/allocations.rs counts them).
 pub fn matrixmultiply_calls() -> usize {
     MATRIXMULTIPLY_CALLS.load(Ordering::Relaxed)
 }
@@ -21,13 +36,40 @@ pub fn matrixmultiply_calls() -> usize {
 /// `c = a · b` (`accumulate` false) or `c += a · b` (`accumulate` true). Any strides, transposed views
 /// included.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, accumulate: bool) {
-    // Narrow products (a 10-class output layer) stay with matrixmultiply: the kernel's 64-column
-    // blocks would be mostly masked lanes there.
-    if !accumulate && b.ncols() >= 64 && crate::gemm::supports(&b, &c) {
+    if !accumulate && crate::gemm::supports(&b, &c) {
         return crate::gemm::matmul(a, b, c);
+    }
+    let bt = b.t();
+    if !accumulate && b.len() > 1 && b.len() <= COPY_AT_MOST && crate::gemm::supports(&bt, &c) {
+        return BY_ROWS.with_borrow_mut(|buffer| {
+            let b = copy_by_rows(b, buffer);
+            crate::gemm::matmul(a, b, c)
+        });
     }
     MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
     general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
+}
+
+/// `b` copied into `buffer` with contiguous rows, returned as a view of it; `b`'s columns must be
+/// contiguous. Sixteen rows of the copy are filled at a time, column after column, so that each read
+/// takes one cache line of a column and the writes stay on sixteen lines.
+fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<'a, f32> {
+    let (k, n) = b.dim();
+    if buffer.len() < k * n {
+        buffer.resize(k * n, 0.0);
+    }
+    let out = &mut buffer[..k * n];
+    let columns = b.t();
+    for i0 in (0..k).step_by(16) {
+        let i1 = (i0 + 16).min(k);
+        for (j, column) in columns.rows().into_iter().enumerate() {
+            let column = column.to_slice().expect("contiguous columns");
+            for (i, &x) in (i0..i1).zip(&column[i0..i1]) {
+                out[i * n + j] = x;
+            }
+        }
+    }
+    ArrayView2::from_shape((k, n), out).expect("k x n elements")
 }
 
 /// `a · b` by its definition, the reference the kernels are tested against.

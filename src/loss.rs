@@ -105,7 +105,9 @@ impl Loss {
                             // One exp per logit, kept in the gradient's row until the sum is known
                             // (exp was most of this stage's time when taken twice).
                             Some(mut g) => {
-                                Zip::from(&mut g).and(x).for_each(|g, &v| *g = (v - max).exp());
+                                Zip::from(&mut g)
+                                    .and(x)
+                                    .for_each(|g, &v| *g = (v - max).exp());
                                 let sum_exp: f32 = g.sum();
                                 stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
                                 let scale = inv_n / sum_exp;
