@@ -520,8 +520,18 @@ fn configure_threads(threads: usize) {
 /// `--threads` busy threads: called from outside the pool, every parallel kernel would hand its work to
 /// the pool and put the main thread to sleep, and wake it again (measured: 0.91x the wall time of
 /// `mlp train --max-epoch 3` with 2 threads).
-fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| work())
+///
+/// With two threads the forks go to a spinning helper thread instead
+/// ([`crate::parallel::with_helper`]): 0.93x the wall time of `mlp train --max-epoch 3` against
+/// rayon's join (median of 15 alternated pairs), for 1.09x the CPU time.
+fn on_pool<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| {
+        if threads == 2 {
+            crate::parallel::with_helper(work)
+        } else {
+            work()
+        }
+    })
 }
 
 fn eval(args: EvalArgs) -> Result<u8> {
@@ -697,7 +707,7 @@ fn train(args: TrainArgs, command: Vec<String>) -> Result<u8> {
     let cfg = args.into_config(command)?;
     configure_threads(cfg.threads);
     let stop = StopFlag::install().map_err(|e| Error::io("signal handlers", e))?;
-    let outcome = on_pool(|| run_train(&cfg, &stop))?;
+    let outcome = on_pool(cfg.threads, || run_train(&cfg, &stop))?;
     let code = match outcome.status {
         Status::Interrupted => stop.requested().map_or(130, |s| s.exit_code()),
         Status::Diverged => 3,
@@ -747,7 +757,7 @@ fn bench(args: BenchArgs) -> Result<u8> {
         weight_decay: 5e-4,
     };
     let settings = args.workload.settings(sgd, args.epochs, 1);
-    let report = on_pool(|| crate::bench::bench(&spec, &settings, &data_dir))?;
+    let report = on_pool(threads, || crate::bench::bench(&spec, &settings, &data_dir))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

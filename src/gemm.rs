@@ -56,7 +56,7 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     }
     let height = a
         .nrows()
-        .div_ceil(rayon::current_num_threads())
+        .div_ceil(crate::parallel::threads())
         .next_multiple_of(NARROW_ROWS);
     if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
         for_row_parts(c, height, &|first, c| {

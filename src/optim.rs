@@ -31,7 +31,7 @@ impl Sgd {
     pub fn step(&self, param: &mut Param) {
         let rows = param.value.nrows();
         let height = if param.value.len() >= PARALLEL_FROM {
-            rows.div_ceil(rayon::current_num_threads())
+            rows.div_ceil(crate::parallel::threads())
         } else {
             rows
         };
@@ -59,7 +59,7 @@ impl Sgd {
         let (p0, p1) = p.split_at(Axis(0), mid);
         let (g0, g1) = g.split_at(Axis(0), mid);
         let (v0, v1) = v.split_at(Axis(0), mid);
-        rayon::join(
+        crate::parallel::join(
             || self.update_parts(p0, g0, v0, height),
             || self.update_parts(p1, g1, v1, height),
         );

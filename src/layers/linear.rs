@@ -106,7 +106,7 @@ impl Layer for Linear {
         let mut bottom_sums = std::mem::take(&mut self.bottom_sums);
         self.row.assign(&bias.value.row(0));
         bottom_sums.fill(0.0);
-        rayon::join(
+        crate::parallel::join(
             || add_column_sums(OFFSET, top, &mut self.row),
             || add_column_sums(OFFSET, bottom, &mut bottom_sums),
         );

@@ -44,7 +44,7 @@ pub fn gather_rows(
     if n == 0 || rows == 0 {
         return;
     }
-    let height = rows.div_ceil(rayon::current_num_threads());
+    let height = rows.div_ceil(crate::parallel::threads());
     if height < rows {
         for_row_parts(out, height, &|first, out| {
             gather_range(sparse, first, src, init, out)

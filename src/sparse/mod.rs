@@ -142,7 +142,7 @@ impl SparseBatch {
             zeros,
         } = self;
         zeros.resize(width, 0);
-        rayon::join(
+        crate::parallel::join(
             || {
                 by_row.clear(width);
                 for &i in indices {

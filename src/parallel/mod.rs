@@ -1,0 +1,147 @@
+//! Fork-join for the kernels: [`join`], [`threads`] and [`for_row_parts`], which splits an output
+//! matrix's rows by halving with `join` (no allocation).
+//!
+//! Inside [`with_helper`] (`--threads 2`) a fork goes to a [`Pair`]'s spinning helper thread, and the
+//! same half always to the same thread; elsewhere to rayon's `join`, the lightest fork-join rayon has (a
+//! `scope` boxes every task it spawns).
+
+mod pair;
+
+use std::cell::Cell;
+
+use ndarray::{ArrayViewMut2, Axis};
+
+pub use pair::Pair;
+
+/// What the current thread may fork to.
+#[derive(Clone, Copy, PartialEq)]
+enum Forks {
+    /// rayon's pool.
+    Rayon,
+    /// The [`Pair`] at this address, installed by [`with_helper`] on this thread.
+    Pair(*const Pair),
+    /// Nothing: a half already running in parallel (on the helper, or here while it runs the other).
+    None,
+}
+
+thread_local! {
+    static FORKS: Cell<Forks> = const { Cell::new(Forks::Rayon) };
+}
+
+/// Runs `work` with a helper thread for this thread's forks, and stops the helper after.
+pub fn with_helper<R>(work: impl FnOnce() -> R) -> R {
+    let pair = Pair::new();
+    let previous = FORKS.replace(Forks::Pair(&pair));
+    let _restore = Restore(previous);
+    work()
+}
+
+/// Puts back what the thread forked to before, panics included.
+struct Restore(Forks);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        FORKS.set(self.0);
+    }
+}
+
+/// Marks the helper thread: its jobs run their own forks in sequence.
+fn mark_helper_thread() {
+    FORKS.set(Forks::None);
+}
+
+/// How many threads a kernel called here should split its work over.
+pub fn threads() -> usize {
+    match FORKS.get() {
+        Forks::Rayon => rayon::current_num_threads(),
+        Forks::Pair(_) => 2,
+        Forks::None => 1,
+    }
+}
+
+/// Runs `a` and `b`, in parallel when this thread has somewhere to fork to, and returns both results.
+pub fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    match FORKS.get() {
+        Forks::Rayon => rayon::join(a, b),
+        Forks::None => (a(), b()),
+        Forks::Pair(pair) => {
+            let _restore = Restore(FORKS.replace(Forks::None));
+            // SAFETY: `with_helper` keeps the pair alive while FORKS points to it on this thread.
+            unsafe { &*pair }.join(a, b)
+        }
+    }
+}
+
+/// Calls `work(first_row, part)` on consecutive parts of `out` of `height` rows (the last may be
+/// shorter), in parallel ([`join`]); `first_row` counts from the start of `out`.
+pub fn for_row_parts<T: Send>(
+    out: ArrayViewMut2<T>,
+    height: usize,
+    work: &(impl Fn(usize, ArrayViewMut2<T>) + Sync),
+) {
+    split(out, 0, height.max(1), work);
+}
+
+fn split<T: Send>(
+    out: ArrayViewMut2<T>,
+    first: usize,
+    height: usize,
+    work: &(impl Fn(usize, ArrayViewMut2<T>) + Sync),
+) {
+    let parts = out.nrows().div_ceil(height);
+    if parts <= 1 {
+        return work(first, out);
+    }
+    let mid = parts / 2 * height;
+    let (top, bottom) = out.split_at(Axis(0), mid);
+    join(
+        || split(top, first, height, work),
+        || split(bottom, first + mid, height, work),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn with_a_helper_forks_go_to_it_once_and_nested_forks_run_in_turn() {
+        assert_eq!(with_helper(threads), 2);
+        let ((outer, inner_threads), helper_threads) = with_helper(|| {
+            join(
+                || (std::thread::current().id(), threads()),
+                || (threads(), join(|| 1, || 2)),
+            )
+        });
+        assert_eq!(outer, std::thread::current().id());
+        assert_eq!((inner_threads, helper_threads), (1, (1, (1, 2))));
+        // Outside, forks go to rayon again.
+        assert_eq!(threads(), rayon::current_num_threads());
+    }
+
+    #[test]
+    fn every_row_is_visited_once_with_its_index() {
+        every_row_once();
+        with_helper(every_row_once);
+    }
+
+    fn every_row_once() {
+        for (rows, height) in [(10, 3), (10, 10), (10, 20), (1, 1), (7, 2), (0, 4)] {
+            let mut m = Array2::<usize>::zeros((rows, 2));
+            for_row_parts(m.view_mut(), height, &|first, mut part| {
+                assert!(part.nrows() <= height);
+                for (i, mut row) in part.rows_mut().into_iter().enumerate() {
+                    row[0] += first + i;
+                    row[1] += 1;
+                }
+            });
+            for (i, row) in m.rows().into_iter().enumerate() {
+                assert_eq!((row[0], row[1]), (i, 1), "{rows} rows by {height}");
+            }
+        }
+    }
+}
