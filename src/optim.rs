@@ -11,10 +11,11 @@
 //! weight_decay)` with dampening 0 and no Nesterov (PyTorch's first step sets `v = g` instead of
 //! `0·v + g`, the same value).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 use serde::Serialize;
 
 use crate::layers::Param;
+use crate::parallel::for_row_parts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Sgd {
@@ -25,7 +26,7 @@ pub struct Sgd {
 
 impl Sgd {
     /// One update of `param` from its current gradient, in a single pass over value, gradient, velocity.
-    /// A large parameter's rows are split over the rayon pool's threads (split by columns instead, like
+    /// A large parameter's rows are split over the threads (split by columns instead, like
     /// a weight matrix's share in a column-split kernel, it measured 1.07x the time of
     /// `mlp train --max-epoch 3`).
     pub fn step(&self, param: &mut Param) {
@@ -35,39 +36,17 @@ impl Sgd {
         } else {
             rows
         };
-        self.update_parts(
+        let parts = (
             param.value.view_mut(),
             param.grad.view(),
             param.velocity.view_mut(),
-            height.max(1),
         );
+        for_row_parts(parts, height, &|_, (p, g, v)| self.update_rows(p, g, v));
     }
 
-    /// Halves the rows until a part has `height` of them, updating the halves at once.
-    fn update_parts(
-        &self,
-        p: ArrayViewMut2<f32>,
-        g: ArrayView2<f32>,
-        v: ArrayViewMut2<f32>,
-        height: usize,
-    ) {
-        let parts = p.nrows().div_ceil(height);
-        if parts <= 1 {
-            return self.update_rows(p, g, v);
-        }
-        let mid = parts / 2 * height;
-        let (p0, p1) = p.split_at(Axis(0), mid);
-        let (g0, g1) = g.split_at(Axis(0), mid);
-        let (v0, v1) = v.split_at(Axis(0), mid);
-        crate::parallel::join(
-            || self.update_parts(p0, g0, v0, height),
-            || self.update_parts(p1, g1, v1, height),
-        );
-    }
-
-    /// One pass over a block of rows: as one slice when contiguous, else row by row (a weight's rows
-    /// are padded apart, see `Param::new`).
-    fn update_rows(
+    /// One pass over a block of rows, on this thread: as one slice when contiguous, else row by row (a
+    /// weight's rows are padded apart, see `Param::new`).
+    pub fn update_rows(
         &self,
         mut p: ArrayViewMut2<f32>,
         g: ArrayView2<f32>,

@@ -9,7 +9,7 @@ mod pair;
 
 use std::cell::Cell;
 
-use ndarray::{ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 pub use pair::Pair;
 
@@ -75,28 +75,66 @@ pub fn join<RA: Send, RB: Send>(
     }
 }
 
+/// Matrices split by rows together: a view, or a tuple of views with as many rows each (a weight, its
+/// gradient and its velocity).
+pub trait Rows: Send + Sized {
+    fn nrows(&self) -> usize;
+    fn split_rows(self, mid: usize) -> (Self, Self);
+}
+
+impl<T: Send> Rows for ArrayViewMut2<'_, T> {
+    fn nrows(&self) -> usize {
+        self.dim().0
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        self.split_at(Axis(0), mid)
+    }
+}
+
+impl<T: Sync> Rows for ArrayView2<'_, T> {
+    fn nrows(&self) -> usize {
+        self.dim().0
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        self.split_at(Axis(0), mid)
+    }
+}
+
+impl<A: Rows, B: Rows, C: Rows> Rows for (A, B, C) {
+    fn nrows(&self) -> usize {
+        let rows = self.0.nrows();
+        assert!(
+            self.1.nrows() == rows && self.2.nrows() == rows,
+            "as many rows in each"
+        );
+        rows
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let ((a0, a1), (b0, b1), (c0, c1)) = (
+            self.0.split_rows(mid),
+            self.1.split_rows(mid),
+            self.2.split_rows(mid),
+        );
+        ((a0, b0, c0), (a1, b1, c1))
+    }
+}
+
 /// Calls `work(first_row, part)` on consecutive parts of `out` of `height` rows (the last may be
 /// shorter), in parallel ([`join`]); `first_row` counts from the start of `out`.
-pub fn for_row_parts<T: Send>(
-    out: ArrayViewMut2<T>,
-    height: usize,
-    work: &(impl Fn(usize, ArrayViewMut2<T>) + Sync),
-) {
+pub fn for_row_parts<R: Rows>(out: R, height: usize, work: &(impl Fn(usize, R) + Sync)) {
     split(out, 0, height.max(1), work);
 }
 
-fn split<T: Send>(
-    out: ArrayViewMut2<T>,
-    first: usize,
-    height: usize,
-    work: &(impl Fn(usize, ArrayViewMut2<T>) + Sync),
-) {
+fn split<R: Rows>(out: R, first: usize, height: usize, work: &(impl Fn(usize, R) + Sync)) {
     let parts = out.nrows().div_ceil(height);
     if parts <= 1 {
         return work(first, out);
     }
     let mid = parts / 2 * height;
-    let (top, bottom) = out.split_at(Axis(0), mid);
+    let (top, bottom) = out.split_rows(mid);
     join(
         || split(top, first, height, work),
         || split(bottom, first + mid, height, work),
