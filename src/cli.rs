@@ -505,11 +505,8 @@ impl TrainArgs {
     }
 }
 
-/// Sizes the thread pools once, before any matrix product: rayon's (sparse kernels) and
-/// matrixmultiply's, which reads `MATMUL_NUM_THREADS` when it first runs.
+/// Sizes rayon's thread pool once, before any parallel kernel runs.
 fn configure_threads(threads: usize) {
-    // SAFETY: called from `run` before any other thread of this process exists.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
     // Fails only if the pool was already built, in which case it keeps its size.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -3,16 +3,22 @@
 //! Where the CPU has AVX-512, products go to [`crate::gemm`]'s kernel, which needs the right-hand matrix
 //! by rows: a small transposed one (`D Wᵀ` of a 10-class layer) is copied by rows first, into a buffer
 //! each thread keeps. Elsewhere, for larger `D Wᵀ` and for accumulating products, ndarray's
-//! `general_mat_mul` runs
-//! matrixmultiply, built here with its AVX-512 kernel and its `threading` feature (thread count:
-//! `MATMUL_NUM_THREADS`, set from `--threads`). The `gemm` crate was measured too and lost end to end
-//! (README, Performance).
+//! `general_mat_mul` runs matrixmultiply, with its AVX-512 kernel, on the rows of `c` split over the
+//! threads here ([`crate::parallel`]). matrixmultiply's own `threading` feature is off: its worker
+//! threads and the spinning helper of `parallel` fought for the second core (MLP2's "backward fc2"
+//! stage took 0.53-0.55 s an epoch against 0.25-0.31). The `gemm` crate was measured too and lost end
+//! to end (README, Performance).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, s};
+
+use crate::parallel::{for_row_parts, threads};
+
+/// Products of fewer multiply-adds than this run on one thread (as in [`crate::gemm`]).
+const PARALLEL_FROM: usize = 1 << 20;
 
 /// The largest transposed right-hand matrix copied by rows for the kernel. MLP2's `D Wᵀ` (256 x 500)
 /// took 1.2x longer copied than in matrixmultiply (`mlp bench`, its stage "backward fc2"); a 10-class
@@ -46,8 +52,17 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>,
             crate::gemm::matmul(a, b, c)
         });
     }
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let height = a.nrows().div_ceil(threads());
+    if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
+        return for_row_parts(c, height, &|first, mut c| {
+            MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
+            let a = a.slice(s![first..first + c.nrows(), ..]);
+            general_mat_mul(1.0, &a, &b, beta, &mut c);
+        });
+    }
     MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
-    general_mat_mul(1.0, &a, &b, if accumulate { 1.0 } else { 0.0 }, &mut c);
+    general_mat_mul(1.0, &a, &b, beta, &mut c);
 }
 
 /// `b` copied into `buffer` with contiguous rows, returned as a view of it; `b`'s columns must be

@@ -1,7 +1,7 @@
 //! A training step allocates nothing of its own once its buffers exist: MLP1's allocates nothing at
 //! all, and the only allocations left are matrixmultiply's packing buffers, one for each product it
 //! still runs (MLP2's large `D Wᵀ`). Counted by the binary's own allocator, installed here too, on one
-//! thread (rayon's and matrixmultiply's thread pools allocate now and then when they hand work over).
+//! thread (rayon's pool allocates now and then when it hands work over).
 
 use mlp::alloc::{CacheAligned, allocations};
 use mlp::batch::{InputBatch, InputPath};
@@ -45,8 +45,6 @@ fn count(data: &Dataset, spec: &str, path: InputPath) -> (usize, usize) {
 
 #[test]
 fn a_training_step_allocates_only_matrixmultiply_packing_buffers() {
-    // SAFETY: the only test of this binary, run before any thread of its own or matrix product.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()

@@ -19,7 +19,7 @@ use rand_distr::{Distribution, Normal};
 use super::{Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
 use crate::linalg::matmul;
-use crate::sparse::gather_rows;
+use crate::sparse::{gather_rows, gather_rows_split_src};
 
 pub struct Linear {
     name: String,
@@ -28,6 +28,8 @@ pub struct Linear {
     /// Scratch rows for the sparse path's constant term, kept to avoid an allocation per batch.
     row: Array1<f32>,
     bottom_sums: Array1<f32>,
+    /// The sparse forward pass's second half of the sum (see `gather_rows_split_src`), grown once.
+    partial: Array2<f32>,
 }
 
 impl Linear {
@@ -45,6 +47,7 @@ impl Linear {
             name: name.to_string(),
             row: Array1::zeros(weight.ncols()),
             bottom_sums: Array1::zeros(weight.ncols()),
+            partial: Array2::zeros((0, 0)),
             params: [
                 Param::new(format!("{name}.weight"), weight),
                 Param::new(format!("{name}.bias"), bias),
@@ -112,7 +115,13 @@ impl Layer for Linear {
         );
         self.row += &bottom_sums;
         self.bottom_sums = bottom_sums;
-        gather_rows(sparse.by_row, weight.value.view(), self.row.view(), out);
+        gather_rows_split_src(
+            sparse.by_row,
+            weight.value.view(),
+            self.row.view(),
+            out,
+            &mut self.partial,
+        );
     }
 
     fn backward_input(&mut self, x: &InputBatch, out: ArrayView2<f32>, dout: ArrayView2<f32>) {

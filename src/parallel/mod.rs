@@ -102,6 +102,19 @@ impl<T: Sync> Rows for ArrayView2<'_, T> {
     }
 }
 
+impl<A: Rows, B: Rows> Rows for (A, B) {
+    fn nrows(&self) -> usize {
+        let rows = self.0.nrows();
+        assert_eq!(self.1.nrows(), rows, "as many rows in each");
+        rows
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let ((a0, a1), (b0, b1)) = (self.0.split_rows(mid), self.1.split_rows(mid));
+        ((a0, b0), (a1, b1))
+    }
+}
+
 impl<A: Rows, B: Rows, C: Rows> Rows for (A, B, C) {
     fn nrows(&self) -> usize {
         let rows = self.0.nrows();

@@ -9,7 +9,9 @@
 //! update and the other layers compete for the cache. Blocks of 32, 48, 96 or 128 rows, and 256
 //! columns, were slower.
 
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
 
 use crate::parallel::for_row_parts;
 
@@ -26,9 +28,11 @@ const ROW_GROUP: usize = 128;
 /// `out[r, :] = init + Σ_k vals[k] · src[cols[k], :]` for every row `r` of `sparse` (`out` is
 /// `sparse.nrows() x src.ncols()`, `src` has `sparse.ncols()` rows, both with contiguous rows).
 ///
-/// The rows are split over the rayon pool's threads. Splitting the columns instead, so that each core
-/// keeps its part of a weight matrix through the forward pass, the gradient and the update, measured
-/// 1.08x the time of `mlp train --max-epoch 3` (2 threads).
+/// The rows are split over the threads. Splitting the columns instead, so that each core keeps its
+/// part of a weight matrix through the forward pass, the gradient and the update, measured 1.08x the
+/// time of `mlp train --max-epoch 3` with rayon's join (2 threads); with the helper thread's fixed
+/// halves, the update's share of a run went up 1.6x (column halves of a row-major weight interleave
+/// in memory). For the forward pass see [`gather_rows_split_src`].
 pub fn gather_rows(
     sparse: &SparseRows,
     src: ArrayView2<f32>,
@@ -47,23 +51,69 @@ pub fn gather_rows(
     let height = rows.div_ceil(crate::parallel::threads());
     if height < rows {
         for_row_parts(out, height, &|first, out| {
-            gather_range(sparse, first, src, init, out)
+            gather_range(sparse, first, src, 0..src.nrows(), Some(init), out)
         });
     } else {
-        gather_range(sparse, 0, src, init, out);
+        gather_range(sparse, 0, src, 0..src.nrows(), Some(init), out);
     }
 }
 
-/// [`gather_rows`] for the output rows `first..` that `out` holds.
+/// [`gather_rows`] with the sum split over the rows of `src` instead of the output's, on two threads:
+/// each reads only its half of `src`, which for a weight is the half of the rows its core updates
+/// ([`crate::optim::Sgd::step`] splits rows the same way), so no core reads rows that the other has
+/// just written (splitting the output rows, both cores read the whole weight every step). The second
+/// half's sums go to `partial` (grown to `out`'s shape when smaller) and are added in at the end.
+/// With other than two threads, [`gather_rows`].
+pub fn gather_rows_split_src(
+    sparse: &SparseRows,
+    src: ArrayView2<f32>,
+    init: ArrayView1<f32>,
+    mut out: ArrayViewMut2<f32>,
+    partial: &mut Array2<f32>,
+) {
+    let (rows, n) = out.dim();
+    if crate::parallel::threads() != 2 || rows == 0 || n == 0 {
+        return gather_rows(sparse, src, init, out);
+    }
+    assert_eq!(
+        (rows, n),
+        (sparse.nrows(), src.ncols()),
+        "gather_rows output shape"
+    );
+    assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
+    assert_eq!(init.len(), n, "gather_rows init width");
+    let init = init.as_slice().expect("contiguous init");
+    if partial.nrows() < rows || partial.ncols() != n {
+        *partial = Array2::zeros((rows, n));
+    }
+    let mut partial = partial.slice_mut(s![..rows, ..]);
+    let mid = src.nrows().div_ceil(2);
+    crate::parallel::join(
+        || gather_range(sparse, 0, src, 0..mid, Some(init), out.view_mut()),
+        || gather_range(sparse, 0, src, mid..src.nrows(), None, partial.view_mut()),
+    );
+    let halves = rows.div_ceil(2);
+    for_row_parts((out, partial.view()), halves, &|_, (mut out, partial)| {
+        out += &partial;
+    });
+}
+
+/// [`gather_rows`] for the output rows `first..` that `out` holds, summing only the entries whose
+/// column is in `take` (rows of `src`), from `init` or, without it, from zero.
 fn gather_range(
     sparse: &SparseRows,
     first: usize,
     src: ArrayView2<f32>,
-    init: &[f32],
+    take: Range<usize>,
+    init: Option<&[f32]>,
     mut out: ArrayViewMut2<f32>,
 ) {
     assert!(first + out.nrows() <= sparse.nrows() && src.nrows() == sparse.ncols());
-    assert!(src.ncols() == out.ncols() && init.len() == out.ncols());
+    assert!(
+        take.start <= take.end && take.end <= src.nrows(),
+        "source rows to take"
+    );
+    assert!(src.ncols() == out.ncols() && init.is_none_or(|i| i.len() == out.ncols()));
     assert!(
         src.len() <= 1 || src.ncols() <= 1 || src.strides()[1] == 1,
         "contiguous source rows"
@@ -75,7 +125,7 @@ fn gather_range(
     let src = Strided {
         ptr: src.as_ptr(),
         stride: src.strides()[0] as usize,
-        rows: src.nrows(),
+        take,
         width: src.ncols(),
     };
     let out = StridedMut {
@@ -93,11 +143,12 @@ fn gather_range(
     unsafe { gather_range_portable(sparse, first, &src, init, &out) }
 }
 
-/// A matrix by its first element and row stride; `rows x width` elements, rows contiguous.
+/// A matrix by its first element and row stride, rows contiguous and `width` wide, of which the rows
+/// `take` are read.
 struct Strided {
     ptr: *const f32,
     stride: usize,
-    rows: usize,
+    take: Range<usize>,
     width: usize,
 }
 
@@ -116,19 +167,21 @@ unsafe fn gather_range_portable(
     sparse: &SparseRows,
     first: usize,
     src: &Strided,
-    init: &[f32],
+    init: Option<&[f32]>,
     out: &StridedMut,
 ) {
     let (starts, cols, vals) = (sparse.starts(), sparse.cols(), sparse.vals());
     for j0 in (0..src.width).step_by(BLOCK_COLS) {
         let width = (src.width - j0).min(BLOCK_COLS);
-        let row_init = &init[j0..j0 + width];
         for i in 0..out.rows {
             // SAFETY: row i of the output part, columns j0 .. j0 + width, inside it.
             let dst =
                 unsafe { std::slice::from_raw_parts_mut(out.ptr.add(i * out.stride + j0), width) };
-            dst.copy_from_slice(row_init);
-            let range = starts[first + i]..starts[first + i + 1];
+            match init {
+                Some(init) => dst.copy_from_slice(&init[j0..j0 + width]),
+                None => dst.fill(0.0),
+            }
+            let range = entries_taken(starts, cols, first + i, &src.take);
             for (&c, &v) in cols[range.clone()].iter().zip(&vals[range]) {
                 // SAFETY: c < src.rows (the invariant), columns j0 .. j0 + width of that row.
                 let row = unsafe {
@@ -150,7 +203,7 @@ unsafe fn gather_range_avx512(
     sparse: &SparseRows,
     first: usize,
     src: &Strided,
-    init: &[f32],
+    init: Option<&[f32]>,
     out: &StridedMut,
 ) {
     let mut cursor = [0usize; ROW_GROUP];
@@ -164,7 +217,7 @@ unsafe fn gather_range_avx512(
                 vals: sparse.vals(),
                 src,
                 out,
-                init: &init[j0..],
+                init: init.map(|init| &init[j0..]),
                 j0,
                 width,
             };
@@ -186,6 +239,16 @@ unsafe fn gather_range_avx512(
     }
 }
 
+/// The entries of sparse row `r` (`starts` and `cols` as in [`SparseRows`]) whose column is in `take`:
+/// the columns increase along a row.
+fn entries_taken(starts: &[usize], cols: &[u32], r: usize, take: &Range<usize>) -> Range<usize> {
+    let (start, end) = (starts[r], starts[r + 1]);
+    let cols = &cols[start..end];
+    let from = cols.partition_point(|&c| (c as usize) < take.start);
+    let to = from + cols[from..].partition_point(|&c| (c as usize) < take.end);
+    start + from..start + to
+}
+
 /// One block of columns, `j0 .. j0 + width`, of the output part.
 #[cfg(target_arch = "x86_64")]
 struct Block<'a> {
@@ -195,8 +258,8 @@ struct Block<'a> {
     vals: &'a [f32],
     src: &'a Strided,
     out: &'a StridedMut,
-    /// `init` from column `j0` on.
-    init: &'a [f32],
+    /// `init` from column `j0` on, or zeros.
+    init: Option<&'a [f32]>,
     j0: usize,
     width: usize,
 }
@@ -230,15 +293,20 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
         let load = |p: *const f32| -> [__m512; V] {
             std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), p.add(16 * q)))
         };
-        let init = load(init.as_ptr());
+        let init = match init {
+            Some(init) => load(init.as_ptr()),
+            None => [_mm512_setzero_ps(); V],
+        };
         for (c, r) in cursor.iter_mut().zip(group.clone()) {
-            *c = starts[r];
+            *c = entries_taken(starts, cols, r, &src.take).start;
         }
-        for k0 in (0..src.rows.max(1)).step_by(BLOCK_SRC_ROWS) {
-            let k1 = (k0 + BLOCK_SRC_ROWS).min(src.rows);
+        // At least one block, so that rows with no entries get `init`.
+        let take = src.take.start..src.take.end.max(src.take.start + 1);
+        for k0 in take.step_by(BLOCK_SRC_ROWS) {
+            let k1 = (k0 + BLOCK_SRC_ROWS).min(src.take.end);
             for (c, r) in cursor.iter_mut().zip(group.clone()) {
                 let o = out.ptr.add(r * out.stride + j0);
-                let mut acc = if k0 == 0 { init } else { load(o) };
+                let mut acc = if k0 == src.take.start { init } else { load(o) };
                 let (mut p, end) = (*c, starts[r + 1]);
                 while p < end {
                     let col = cols[p] as usize;
@@ -307,25 +375,41 @@ mod tests {
                 .unwrap();
             let mut split = Array2::from_elem((rows, n), f32::NAN);
             pool.install(|| gather_rows(&sparse, src.view(), init.view(), split.view_mut()));
-            let mut portable = Array2::from_elem((rows, n), f32::NAN);
-            let out_part = StridedMut {
-                ptr: portable.as_mut_ptr(),
-                stride: n,
-                rows,
+            // Split over the source's rows, on a helper thread, the partial sums' buffer reused.
+            let mut split_src = Array2::from_elem((rows, n), f32::NAN);
+            let mut partial = Array2::from_elem((rows / 2, n), f32::NAN);
+            crate::parallel::with_helper(|| {
+                for _ in 0..2 {
+                    let out = split_src.view_mut();
+                    gather_rows_split_src(&sparse, src.view(), init.view(), out, &mut partial);
+                }
+            });
+            // The portable loops, in two calls: the first half of the source rows from `init`, the
+            // second from zero, added.
+            let portable_part = |take: Range<usize>, init: Option<&[f32]>| {
+                let mut out = Array2::from_elem((rows, n), f32::NAN);
+                let out_part = StridedMut {
+                    ptr: out.as_mut_ptr(),
+                    stride: n,
+                    rows,
+                };
+                let src_part = Strided {
+                    ptr: src.as_ptr(),
+                    stride: n,
+                    take,
+                    width: n,
+                };
+                // SAFETY: both describe the whole, contiguous arrays.
+                unsafe { gather_range_portable(&sparse, 0, &src_part, init, &out_part) };
+                out
             };
-            let src_part = Strided {
-                ptr: src.as_ptr(),
-                stride: n,
-                rows: inner,
-                width: n,
-            };
-            // SAFETY: both describe the whole, contiguous arrays.
-            unsafe {
-                gather_range_portable(&sparse, 0, &src_part, init.as_slice().unwrap(), &out_part)
-            };
+            let mid = inner / 2;
+            let portable = portable_part(0..mid, Some(init.as_slice().unwrap()))
+                + portable_part(mid..inner, None);
             for (got, name) in [
                 (&out, "kernel"),
                 (&split, "two threads"),
+                (&split_src, "split over the source rows"),
                 (&portable, "portable"),
             ] {
                 for (a, b) in got.iter().zip(&want) {

@@ -12,7 +12,7 @@
 
 mod gather;
 
-pub use gather::gather_rows;
+pub use gather::{gather_rows, gather_rows_split_src};
 
 /// A sparse matrix by rows: row `r` holds the entries `cols[starts[r]..starts[r + 1]]` with values
 /// `vals[..]` at the same positions, columns increasing. Every column is below `ncols` (the kernels rely
