@@ -41,7 +41,11 @@ pub struct SparseInput<'a> {
 }
 
 pub struct InputBatch {
+    /// Allocated when a batch first takes the dense path (a sparse run never touches it: 3 MB for
+    /// 1,000 MNIST images, which the 64-byte-aligned allocation writes as zeros at once).
     dense: Array2<f32>,
+    capacity: usize,
+    width: usize,
     labels: Vec<u8>,
     pixels: SparseBatch,
     rows: usize,
@@ -66,7 +70,9 @@ impl InputBatch {
     /// A batch of up to `capacity` images of `width` pixels.
     pub fn new(capacity: usize, width: usize, path: InputPath) -> Self {
         InputBatch {
-            dense: Array2::zeros((capacity, width)),
+            dense: Array2::zeros((0, width)),
+            capacity,
+            width,
             labels: Vec::with_capacity(capacity),
             pixels: SparseBatch::default(),
             rows: 0,
@@ -80,6 +86,8 @@ impl InputBatch {
         assert_eq!(x.nrows(), labels.len(), "one label per row");
         InputBatch {
             rows: x.nrows(),
+            capacity: x.nrows(),
+            width: x.ncols(),
             dense: x,
             labels,
             path: InputPath::Dense,
@@ -88,11 +96,11 @@ impl InputBatch {
     }
 
     pub fn capacity(&self) -> usize {
-        self.dense.nrows()
+        self.capacity
     }
 
     pub fn width(&self) -> usize {
-        self.dense.ncols()
+        self.width
     }
 
     /// Loads images `indices` of `split` (at most `capacity` of them) and their labels, in the dense form
@@ -122,6 +130,9 @@ impl InputBatch {
         }
         if self.sparse {
             return;
+        }
+        if self.dense.nrows() < self.capacity {
+            self.dense = Array2::zeros((self.capacity, width));
         }
         let dense = self.dense.as_slice_mut().expect("contiguous batch");
         for (row, &i) in dense.chunks_exact_mut(width).zip(indices) {

@@ -12,6 +12,10 @@ use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
 
+/// Parameters in the layers after the first up to which they run beside the next batch's building
+/// (see [`Network::compute_gradients_beside`]).
+const LIGHT_LATER_LAYERS: usize = 1 << 16;
+
 /// A step of [`Network::compute_gradients_timed`]; numbers are layer indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -21,7 +25,7 @@ pub enum Stage {
 }
 
 /// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
-pub trait Laps {
+pub trait Laps: Send {
     fn lap(&mut self, stage: Stage);
 }
 
@@ -115,9 +119,57 @@ impl Network {
         loss: Loss,
         laps: &mut impl Laps,
     ) -> BatchStats {
+        self.compute_gradients_beside(x, loss, || {}, laps)
+    }
+
+    /// [`Network::compute_gradients_timed`], running `beside` (building the next batch) at the same
+    /// time on the other thread when there is one ([`crate::parallel::join`]) and the layers after the
+    /// first are light: those run on one thread and would leave the other idle. With heavier layers
+    /// there, which split over both threads themselves, `beside` runs first, on its own.
+    pub fn compute_gradients_beside(
+        &mut self,
+        x: &InputBatch,
+        loss: Loss,
+        beside: impl FnOnce() + Send,
+        laps: &mut impl Laps,
+    ) -> BatchStats {
         let n = x.rows();
         self.layers[0].forward_input(x, self.outputs[0].slice_mut(s![..n, ..]));
         laps.lap(Stage::Forward(0));
+        let stats = if self.later_layers_are_light() {
+            crate::parallel::join(|| self.later_layers(x, loss, laps), beside).0
+        } else {
+            beside();
+            self.later_layers(x, loss, laps)
+        };
+        let (out, dout) = (
+            self.outputs[0].slice(s![..n, ..]),
+            self.douts[0].slice(s![..n, ..]),
+        );
+        self.layers[0].backward_input(x, out, dout);
+        laps.lap(Stage::Backward(0));
+        stats
+    }
+
+    /// Whether [`Network::compute_gradients_beside`] runs its `beside` at the same time as the layers.
+    pub fn builds_beside(&self) -> bool {
+        crate::parallel::threads() >= 2 && self.later_layers_are_light()
+    }
+
+    /// Whether the layers after the first have few enough parameters to run on one thread: MLP1's
+    /// 256 x 10 output layer (2,570), not MLP2's 500 x 256 one.
+    fn later_layers_are_light(&self) -> bool {
+        let params: usize = self.layers[1..]
+            .iter()
+            .flat_map(|l| l.params())
+            .map(|p| p.value.len())
+            .sum();
+        params <= LIGHT_LATER_LAYERS
+    }
+
+    /// The forward pass of every layer after the first, the loss and their backward passes.
+    fn later_layers(&mut self, x: &InputBatch, loss: Loss, laps: &mut impl Laps) -> BatchStats {
+        let n = x.rows();
         for i in 1..self.layers.len() {
             let (before, after) = self.outputs.split_at_mut(i);
             let inp = before[i - 1].slice(s![..n, ..]);
@@ -141,12 +193,6 @@ impl Network {
             );
             laps.lap(Stage::Backward(i));
         }
-        let (out, dout) = (
-            self.outputs[0].slice(s![..n, ..]),
-            self.douts[0].slice(s![..n, ..]),
-        );
-        self.layers[0].backward_input(x, out, dout);
-        laps.lap(Stage::Backward(0));
         stats
     }
 

@@ -149,6 +149,9 @@ pub fn train(
     let iters_per_epoch = train.len().div_ceil(settings.batch_size);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
+    // The next training batch, built while the current one trains (Network::compute_gradients_beside).
+    // The same capacity, as the two are swapped and `batch` also holds test batches.
+    let mut next_batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
 
     // Resuming: the same initialisation (it draws from the RNG), then the saved parameters, velocities
     // and RNG position, so the run continues as if it had never stopped.
@@ -179,10 +182,22 @@ pub fn train(
             .for_each(|(i, o)| *o = i as u32);
         order.shuffle(&mut rng);
         (epoch_loss_sum, epoch_acc_sum, epoch_iters) = (0.0, 0.0, 0);
-        for (iter, indices) in order.chunks(settings.batch_size).enumerate() {
+        let mut batches = order.chunks(settings.batch_size).peekable();
+        if let Some(first) = batches.peek() {
+            batch.fill(train, first);
+        }
+        // The iteration within the epoch, from 1.
+        let mut iter = 0;
+        while batches.next().is_some() {
             step += 1;
-            batch.fill(train, indices);
-            let stats = network.compute_gradients(&batch, settings.loss);
+            iter += 1;
+            let next = batches.peek().copied();
+            let build_next = || next.map_or((), |next| next_batch.fill(train, next));
+            let stats =
+                network.compute_gradients_beside(&batch, settings.loss, build_next, &mut ());
+            if next.is_some() {
+                std::mem::swap(&mut batch, &mut next_batch);
+            }
             let diverged = !settings.allow_nan && !stats.loss_sum.is_finite();
             if !diverged {
                 network.update(&settings.sgd);
@@ -193,7 +208,7 @@ pub fn train(
             observer.step(&StepRecord {
                 step,
                 epoch,
-                iter: iter + 1,
+                iter,
                 iters_per_epoch,
                 lr: settings.sgd.lr,
                 loss: stats.mean_loss(),
@@ -220,7 +235,7 @@ pub fn train(
             let place = || {
                 format!(
                     "step {step} (epoch {epoch}, iteration {}/{iters_per_epoch})",
-                    iter + 1
+                    iter
                 )
             };
             if diverged {
