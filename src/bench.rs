@@ -40,6 +40,8 @@ impl Laps for StageClock {
             Stage::Forward(i) => self.forward[i] += dt,
             Stage::Backward(i) => self.backward[i] += dt,
             Stage::Loss => self.loss += dt,
+            // Timed by the batch building itself, as "gather batch".
+            Stage::Beside => {}
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum Stage {
     Forward(usize),
     Loss,
     Backward(usize),
+    /// The end of `beside` when it runs on its own, before the layers (it times itself).
+    Beside,
 }
 
 /// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
@@ -134,13 +136,18 @@ impl Network {
         laps: &mut impl Laps,
     ) -> BatchStats {
         let n = x.rows();
+        let mut beside = Some(beside);
+        if !self.later_layers_are_light() {
+            if let Some(beside) = beside.take() {
+                beside();
+            }
+            laps.lap(Stage::Beside);
+        }
         self.layers[0].forward_input(x, self.outputs[0].slice_mut(s![..n, ..]));
         laps.lap(Stage::Forward(0));
-        let stats = if self.later_layers_are_light() {
-            crate::parallel::join(|| self.later_layers(x, loss, laps), beside).0
-        } else {
-            beside();
-            self.later_layers(x, loss, laps)
+        let stats = match beside {
+            Some(beside) => crate::parallel::join(|| self.later_layers(x, loss, laps), beside).0,
+            None => self.later_layers(x, loss, laps),
         };
         let (out, dout) = (
             self.outputs[0].slice(s![..n, ..]),
