@@ -127,7 +127,8 @@ impl Network {
     /// [`Network::compute_gradients_timed`], running `beside` (building the next batch) at the same
     /// time on the other thread when there is one ([`crate::parallel::join`]) and the layers after the
     /// first are light: those run on one thread and would leave the other idle. With heavier layers
-    /// there, which split over both threads themselves, `beside` runs first, on its own.
+    /// there, which split over both threads themselves, or on one thread, `beside` runs first, on its
+    /// own (as the batch was built before this step, so the step finds its data in cache).
     pub fn compute_gradients_beside(
         &mut self,
         x: &InputBatch,
@@ -137,7 +138,7 @@ impl Network {
     ) -> BatchStats {
         let n = x.rows();
         let mut beside = Some(beside);
-        if !self.later_layers_are_light() {
+        if !self.builds_beside() {
             if let Some(beside) = beside.take() {
                 beside();
             }

@@ -240,12 +240,22 @@ unsafe fn gather_range_avx512(
 }
 
 /// The entries of sparse row `r` (`starts` and `cols` as in [`SparseRows`]) whose column is in `take`:
-/// the columns increase along a row.
+/// the columns increase along a row. Searched only where `take` cuts the row (the forward pass split
+/// over two threads), not for every row of every block of a whole-row gather.
 fn entries_taken(starts: &[usize], cols: &[u32], r: usize, take: &Range<usize>) -> Range<usize> {
     let (start, end) = (starts[r], starts[r + 1]);
     let cols = &cols[start..end];
-    let from = cols.partition_point(|&c| (c as usize) < take.start);
-    let to = from + cols[from..].partition_point(|&c| (c as usize) < take.end);
+    let from = if take.start == 0 {
+        0
+    } else {
+        cols.partition_point(|&c| (c as usize) < take.start)
+    };
+    let to = match cols.last() {
+        Some(&last) if (last as usize) >= take.end => {
+            from + cols[from..].partition_point(|&c| (c as usize) < take.end)
+        }
+        _ => cols.len(),
+    };
     start + from..start + to
 }
 
