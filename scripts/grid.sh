@@ -12,7 +12,8 @@
 #   --epochs N   epochs per network (default 50, the report's); `--epochs 1` is a smoke test of a few minutes
 #   -j JOBS      trainings at once (default: the number of cores); each gets cores/JOBS threads.
 #                Measured here (2 cores, --epochs 1): -j 2 with one thread each took 11 s, -j 1 with
-#                two threads 19 s, so one single-threaded run per core is the default.
+#                two threads 19 s, so one single-threaded run per core is the default (again 10 s
+#                against 16 s with the two-thread helper of src/parallel/).
 #   --grid FILE  tab-separated name, loss, spec (default scripts/grid.tsv)
 #   --out DIR    parent folder of the run folders
 #   --list       only write and print the commands

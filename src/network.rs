@@ -121,7 +121,7 @@ impl Network {
         loss: Loss,
         laps: &mut impl Laps,
     ) -> BatchStats {
-        self.compute_gradients_beside(x, loss, || {}, laps)
+        self.run_layers::<fn()>(x, loss, None, laps)
     }
 
     /// [`Network::compute_gradients_timed`], running `beside` (building the next batch) at the same
@@ -136,8 +136,18 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> BatchStats {
+        self.run_layers(x, loss, Some(beside), laps)
+    }
+
+    /// Forward, loss and backward, with `beside` as [`Network::compute_gradients_beside`] runs it.
+    fn run_layers<F: FnOnce() + Send>(
+        &mut self,
+        x: &InputBatch,
+        loss: Loss,
+        mut beside: Option<F>,
+        laps: &mut impl Laps,
+    ) -> BatchStats {
         let n = x.rows();
-        let mut beside = Some(beside);
         if !self.builds_beside() {
             if let Some(beside) = beside.take() {
                 beside();
