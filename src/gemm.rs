@@ -43,7 +43,8 @@ pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
     }
 }
 
-/// `c = a · b`, the rows of `c` split over the rayon pool's threads. Panics unless [`supports`] holds.
+/// `c = a · b`, the rows of `c` split over the threads ([`crate::parallel`]) when the product is large.
+/// Panics unless [`supports`] holds.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     assert!(
         supports(&b, &c),

@@ -102,8 +102,8 @@ impl Layer for Linear {
             return self.forward(x.dense(), out);
         };
         let [weight, bias] = &self.params;
-        // row = b + offset · colsum(W), the column sums in two halves of the rows on two threads when
-        // rayon has them: each core sums the rows whose update it just wrote.
+        // row = b + offset · colsum(W), the column sums in two halves of the rows, on two threads when
+        // there are two (crate::parallel::join): each core sums the rows whose update it just wrote.
         let w = weight.value.view();
         let (top, bottom) = w.split_at(Axis(0), w.nrows() / 2);
         let mut bottom_sums = std::mem::take(&mut self.bottom_sums);

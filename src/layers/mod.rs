@@ -27,7 +27,7 @@ pub struct Param {
 }
 
 impl Param {
-    /// `value`, with a zero gradient and velocity, all three stored with padded rows (see [`padded`]).
+    /// `value`, with a zero gradient and velocity, all three stored with padded rows (see `padded` below).
     pub fn new(name: String, value: Array2<f32>) -> Self {
         let (rows, cols) = value.dim();
         let mut stored = padded(rows, cols);

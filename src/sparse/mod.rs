@@ -132,8 +132,8 @@ pub struct SparseBatch {
 
 impl SparseBatch {
     /// Builds both forms from the images `indices` of `images` (each `width` bytes), keeping the
-    /// nonzero pixels times `scale`. The two forms are built at once, on two of rayon's threads when it
-    /// has them.
+    /// nonzero pixels times `scale`. The two forms are built at once, on two threads when there are two
+    /// ([`crate::parallel::join`]).
     pub fn fill(&mut self, images: &[u8], width: usize, indices: &[u32], scale: f32) {
         let SparseBatch {
             by_row,
