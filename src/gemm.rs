@@ -22,7 +22,7 @@ const ROWS: usize = 4;
 const NARROW_ROWS: usize = 8;
 /// Products of fewer multiply-adds than this run on one thread: a fork-join costs about 8 us here
 /// when the other thread has gone idle, as long as 2^20 multiply-adds take on one core.
-const PARALLEL_FROM: usize = 1 << 20;
+pub(crate) const PARALLEL_FROM: usize = 1 << 20;
 
 /// Whether [`matmul`] takes these operands: a CPU with AVX-512 and unit column strides for `b` and `c`.
 pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {

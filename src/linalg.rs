@@ -15,10 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
 
+use crate::gemm::PARALLEL_FROM;
 use crate::parallel::{for_row_parts, threads};
-
-/// Products of fewer multiply-adds than this run on one thread (as in [`crate::gemm`]).
-const PARALLEL_FROM: usize = 1 << 20;
 
 /// The largest transposed right-hand matrix copied by rows for the kernel. MLP2's `D Wᵀ` (256 x 500)
 /// took 1.2x longer copied than in matrixmultiply (`mlp bench`, its stage "backward fc2"); a 10-class
