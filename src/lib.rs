@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod exp;
 pub mod export;
 pub mod gemm;
 pub mod idx;

@@ -71,10 +71,16 @@ impl Layer for Sigmoid {
         inp
     }
 
-    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
-        Zip::from(out)
-            .and(inp)
-            .for_each(|o, &x| *o = 1.0 / (1.0 + (-x).exp()));
+    fn forward(&self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
+        if let (Some(x), Some(o)) = (inp.as_slice(), out.as_slice_mut()) {
+            return sigmoid_slices(x, o);
+        }
+        for (x, mut o) in inp.rows().into_iter().zip(out.rows_mut()) {
+            match (x.as_slice(), o.as_slice_mut()) {
+                (Some(x), Some(o)) => sigmoid_slices(x, o),
+                _ => Zip::from(o).and(x).for_each(|o, &x| *o = sigmoid(x)),
+            }
+        }
     }
 
     fn backward(
@@ -90,6 +96,35 @@ impl Layer for Sigmoid {
                 .and(dout)
                 .for_each(|d, &o, &g| *d = g * o * (1.0 - o));
         }
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + crate::exp::exp(-x))
+}
+
+/// `out = sigmoid(inp)` in a loop the compiler vectorises, sixteen floats at a time where the CPU
+/// has AVX-512 (the default x86-64 target stops at SSE2).
+fn sigmoid_slices(inp: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { sigmoid_slices_avx512(inp, out) };
+    }
+    sigmoid_slices_portable(inp, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sigmoid_slices_avx512(inp: &[f32], out: &mut [f32]) {
+    sigmoid_slices_portable(inp, out)
+}
+
+#[inline(always)]
+fn sigmoid_slices_portable(inp: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = sigmoid(x);
     }
 }
 
@@ -118,6 +153,25 @@ mod tests {
             "probe input too close to the kink"
         );
         gradcheck::check(&mut Relu::new("r"), &x, 1e-3);
+    }
+
+    /// The vector loop, whole and row by row (a column slice is not one contiguous run), against the
+    /// formula in f64, from saturated to saturated.
+    #[test]
+    fn sigmoid_matches_f64_on_every_path() {
+        let x = Array2::from_shape_fn((5, 41), |(i, j)| (i as f32 * 41.0 + j as f32) * 0.23 - 23.0);
+        let want = |x: f32| 1.0 / (1.0 + (-(x as f64)).exp());
+        let sigmoid = Sigmoid::new("s");
+        let mut whole = Array2::zeros((5, 41));
+        sigmoid.forward(x.view(), whole.view_mut());
+        let mut rows = Array2::from_elem((5, 41), f32::NAN);
+        let cut = ndarray::s![.., 3..];
+        sigmoid.forward(x.slice(cut), rows.slice_mut(cut));
+        for (i, &x) in x.iter().enumerate() {
+            let (w, r) = (whole.as_slice().unwrap()[i], rows.as_slice().unwrap()[i]);
+            assert!((w as f64 - want(x)).abs() <= 2e-7 * want(x), "{x}: {w}");
+            assert!(i % 41 < 3 || r == w, "{x}: {r} row by row, {w} whole");
+        }
     }
 
     #[test]
