@@ -22,14 +22,8 @@ const ROUNDER: f32 = 12_582_912.0;
 /// subnormal.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // Comparisons, not `clamp`/`max`, so that NaN passes through.
-    let x = if x > HIGH {
-        HIGH
-    } else if x < LOW {
-        LOW
-    } else {
-        x
-    };
+    // `clamp` lets NaN through.
+    let x = x.clamp(LOW, HIGH);
     let shifted = x * LOG2_E + ROUNDER;
     let n = shifted - ROUNDER;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
@@ -38,7 +32,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     // n = shifted's bits minus ROUNDER's, in -127..=127; 2^n has the biased exponent n + 127.
     let whole = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
