@@ -52,10 +52,12 @@ impl Network {
             width = layer.out_width(width);
             widths.push(width);
         }
+        // Rows padded like weights' (see `layers::padded`): the first layer's output gradient is the
+        // sparse kernel's source.
         let buffers = || {
             widths
                 .iter()
-                .map(|&w| Array2::zeros((capacity, w)))
+                .map(|&w| crate::layers::padded(capacity, w))
                 .collect()
         };
         Network {

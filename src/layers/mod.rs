@@ -41,13 +41,18 @@ impl Param {
     }
 }
 
-/// A zero `rows x cols` matrix whose rows start 16 floats (64 bytes) apart or a multiple of that, when
-/// wider than 16: with the allocator's 64-byte alignment every row then starts on a cache line, and the
-/// kernels' vector loads never straddle two. Measured on MLP2's 784 x 500 first layer: the sparse kernel
-/// ran at 1.5 G vector FMAs a second with rows 2000 bytes apart, against 2.0 for MLP1's 1024.
-fn padded(rows: usize, cols: usize) -> Array2<f32> {
+/// A zero `rows x cols` matrix whose rows start an odd number of cache lines apart (16 floats each),
+/// when wider than 16: with the allocator's 64-byte alignment every row starts on a cache line, so the
+/// kernels' vector loads never straddle two, and the odd stride spreads a block of rows over every set
+/// of the L1 cache. With a power-of-two stride (512 floats, 2 KiB) the 64 rows of the sparse kernel's
+/// source block fell into a quarter of the sets and evicted each other: on MLP2's 784 x 500 first
+/// layer the kernel ran at 1.5-1.6 G vector FMAs a second with rows 500 or 512 floats apart, 1.9-2.0
+/// with 528 (one thread, the 600 batches of an epoch; MLP1's 256 or 272: 2.0 either way). Used for
+/// weights and the network's activation buffers (the gradient's source).
+pub(crate) fn padded(rows: usize, cols: usize) -> Array2<f32> {
     let stride = if cols > 16 {
-        cols.next_multiple_of(16)
+        let lines = cols.div_ceil(16);
+        16 * (lines | 1)
     } else {
         cols
     };
