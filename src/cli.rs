@@ -224,7 +224,8 @@ Examples:
   mlp bench --threads 1         # one core
   mlp bench --input-path dense  # without the sparse first layer
   mlp bench --layer \"linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2;
-    linear,fc3,256,10,0.01\"     # MLP2_ReLU_CE";
+    linear,fc3,256,10,0.01\"     # MLP2_ReLU_CE
+  mlp bench --peak              # the machine's multiply-add ceiling, 1 thread and all at once";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -234,6 +235,11 @@ pub struct BenchArgs {
     /// Epochs to time
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub epochs: usize,
+
+    /// Instead of training, measure the machine's multiply-add peak: one thread alone, then --threads
+    /// threads at once (vector FMAs on registers), the ceiling to read the stage times against
+    #[arg(long)]
+    pub peak: bool,
 }
 
 /// What is computed, and how fast: shared by `train` and `bench`.
@@ -746,6 +752,10 @@ fn bench(args: BenchArgs) -> Result<u8> {
     } = args.workload.check()?;
     if args.epochs == 0 {
         return Err(Error::usage("--epochs", "must be at least 1, got 0"));
+    }
+    if args.peak {
+        let _ = crate::peak::measure(threads).write(&mut std::io::stdout().lock());
+        return Ok(0);
     }
     configure_threads(threads);
     let sgd = Sgd {

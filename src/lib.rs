@@ -25,6 +25,7 @@ pub mod network;
 pub mod optim;
 pub mod output;
 pub mod parallel;
+pub mod peak;
 pub mod plot;
 pub mod predict;
 pub mod reference;
