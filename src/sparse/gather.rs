@@ -87,7 +87,11 @@ pub fn gather_rows_split_src(
         *partial = Array2::zeros((rows, n));
     }
     let mut partial = partial.slice_mut(s![..rows, ..]);
-    let mid = src.nrows().div_ceil(2);
+    // At a block boundary, so that neither half ends on a sliver of a block (0..392 would end on
+    // the 8 rows 384..392, each output row's sum stored and loaded once more for them).
+    let mid = (src.nrows() / 2)
+        .next_multiple_of(BLOCK_SRC_ROWS)
+        .min(src.nrows());
     crate::parallel::join(
         || gather_range(sparse, 0, src, 0..mid, Some(init), out.view_mut()),
         || gather_range(sparse, 0, src, mid..src.nrows(), None, partial.view_mut()),
@@ -316,8 +320,14 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
             let k1 = (k0 + BLOCK_SRC_ROWS).min(src.take.end);
             for (c, r) in cursor.iter_mut().zip(group.clone()) {
                 let o = out.ptr.add(r * out.stride + j0);
-                let mut acc = if k0 == src.take.start { init } else { load(o) };
                 let (mut p, end) = (*c, starts[r + 1]);
+                let first = k0 == src.take.start;
+                // A row with no entries in this block keeps what it has; a quarter of MNIST's
+                // (row, block) pairs are empty (the image's top and bottom rows of pixels).
+                if !first && (p == end || cols[p] as usize >= k1) {
+                    continue;
+                }
+                let mut acc = if first { init } else { load(o) };
                 while p < end {
                     let col = cols[p] as usize;
                     if col >= k1 {
@@ -359,6 +369,46 @@ mod tests {
             sparse.push_row(row.as_slice().unwrap(), 0.25);
         }
         (sparse, bytes.mapv(|p| p as f32 * 0.25))
+    }
+
+    /// Rows whose entries sit in some source blocks and skip others (as an image's pixel rows do):
+    /// the skipped blocks must leave the sums as they are, on one thread and split over two.
+    #[test]
+    fn rows_with_empty_blocks_keep_their_sums() {
+        let inner = 5 * BLOCK_SRC_ROWS + 7;
+        let bytes = Array2::from_shape_fn((4, inner), |(i, j)| match i {
+            0 if j < 10 || (4 * BLOCK_SRC_ROWS..4 * BLOCK_SRC_ROWS + 9).contains(&j) => 3,
+            2 if (2 * BLOCK_SRC_ROWS + 1..2 * BLOCK_SRC_ROWS + 5).contains(&j) => 7,
+            3 if j + 1 == inner => 1,
+            _ => 0,
+        });
+        let mut sparse = SparseRows::default();
+        sparse.clear(inner);
+        for row in bytes.rows() {
+            sparse.push_row(row.as_slice().unwrap(), 0.5);
+        }
+        let n = 40;
+        let src = Array2::from_shape_fn((inner, n), |(i, j)| ((i * 5 + j * 3) % 13) as f32 - 6.0);
+        let init = Array1::from_shape_fn(n, |j| j as f32 - 20.0);
+        let want = bytes.mapv(|p| p as f32 * 0.5).dot(&src) + &init;
+        let mut whole = Array2::from_elem((4, n), f32::NAN);
+        gather_rows(&sparse, src.view(), init.view(), whole.view_mut());
+        let mut split = Array2::from_elem((4, n), f32::NAN);
+        let mut partial = Array2::zeros((0, 0));
+        crate::parallel::with_helper(|| {
+            gather_rows_split_src(
+                &sparse,
+                src.view(),
+                init.view(),
+                split.view_mut(),
+                &mut partial,
+            )
+        });
+        for got in [&whole, &split] {
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
     }
 
     /// Every column count from one register to past a block, and source rows spanning several blocks.
