@@ -329,11 +329,12 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
                 }
                 let mut acc = if first { init } else { load(o) };
                 while p < end {
-                    let col = cols[p] as usize;
+                    // In bounds: `end` is a row end, at most `cols.len() == vals.len()`.
+                    let col = *cols.get_unchecked(p) as usize;
                     if col >= k1 {
                         break;
                     }
-                    let v = _mm512_set1_ps(vals[p]);
+                    let v = _mm512_set1_ps(*vals.get_unchecked(p));
                     let s = src.ptr.add(col * src.stride + j0);
                     for (q, a) in acc.iter_mut().enumerate() {
                         *a = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mask(q), s.add(16 * q)), *a);
