@@ -1,8 +1,8 @@
 //! Dense matrix products, behind one function so that the kernel can be swapped in one place.
 //!
 //! Where the CPU has AVX-512, products go to [`crate::gemm`]'s kernel, which needs the right-hand matrix
-//! by rows: a small transposed one (`D Wᵀ` of a 10-class layer) is copied by rows first, into a buffer
-//! each thread keeps. Elsewhere, for larger `D Wᵀ` and for accumulating products, ndarray's
+//! by rows: a transposed one (`D Wᵀ`, up to 2^18 floats) is copied by rows first, into a buffer each
+//! thread keeps. Elsewhere (accumulating products, CPUs without AVX-512), ndarray's
 //! `general_mat_mul` runs matrixmultiply, with its AVX-512 kernel, on the rows of `c` split over the
 //! threads here ([`crate::parallel`]). matrixmultiply's own `threading` feature is off: its worker
 //! threads and the spinning helper of `parallel` fought for the second core (MLP2's "backward fc2"
@@ -10,6 +10,7 @@
 //! to end (README, Performance).
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
@@ -18,10 +19,13 @@ use ndarray::{ArrayView2, ArrayViewMut2, s};
 use crate::gemm::PARALLEL_FROM;
 use crate::parallel::{for_row_parts, threads};
 
-/// The largest transposed right-hand matrix copied by rows for the kernel. MLP2's `D Wᵀ` (256 x 500)
-/// took 1.2x longer copied than in matrixmultiply (`mlp bench`, its stage "backward fc2"); a 10-class
-/// layer's (10 x 256) is copied in a few microseconds and the product then takes 0.6x the time.
-const COPY_AT_MOST: usize = 1 << 14;
+/// The largest transposed right-hand matrix copied by rows for the kernel (1 MiB of floats). A 10-class
+/// layer's `Wᵀ` (10 x 256) is copied in a few microseconds and the product then takes 0.6x the time of
+/// matrixmultiply's. MLP2's (256 x 500), copied sixteen by sixteen in registers: the whole process
+/// 1.00-1.02x the time with matrixmultiply (7 alternated pairs each, one and two threads), but
+/// nothing allocated per step (matrixmultiply allocates its packing buffers on every call); copied
+/// element by element it had taken 1.2x.
+const COPY_AT_MOST: usize = 1 << 18;
 
 thread_local! {
     /// A transposed right-hand matrix, copied by rows; it only grows, so a training run allocates it
@@ -64,8 +68,9 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>,
 }
 
 /// `b` copied into `buffer` with contiguous rows, returned as a view of it; `b`'s columns must be
-/// contiguous. Sixteen rows of the copy are filled at a time, column after column, so that each read
-/// takes one cache line of a column and the writes stay on sixteen lines.
+/// contiguous (it is a transposed row-major matrix). Sixteen by sixteen in AVX-512 registers where the
+/// CPU has it; the edges, and other CPUs, sixteen rows of the copy at a time, column after column, so
+/// that each read takes one cache line of a column and the writes stay on sixteen lines.
 fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<'a, f32> {
     let (k, n) = b.dim();
     if buffer.len() < k * n {
@@ -73,16 +78,102 @@ fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<
     }
     let out = &mut buffer[..k * n];
     let columns = b.t();
-    for i0 in (0..k).step_by(16) {
-        let i1 = (i0 + 16).min(k);
-        for (j, column) in columns.rows().into_iter().enumerate() {
-            let column = column.to_slice().expect("contiguous columns");
-            for (i, &x) in (i0..i1).zip(&column[i0..i1]) {
-                out[i * n + j] = x;
+    let column_stride = columns.strides()[0];
+    assert!(
+        n <= 1 || (columns.strides()[1] == 1 && column_stride >= 0),
+        "contiguous columns"
+    );
+    // Rows and columns of the copy done by whole tiles.
+    let (mut k_done, mut n_done) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && k >= 16 && n >= 16 {
+        (k_done, n_done) = (k / 16 * 16, n / 16 * 16);
+        for j0 in (0..n_done).step_by(16) {
+            for i0 in (0..k_done).step_by(16) {
+                // SAFETY: the CPU has AVX-512F, checked above; rows j0..j0 + 16 of `columns` exist and
+                // hold columns i0..i0 + 16 contiguously, and the copy has rows i0..i0 + 16, columns
+                // j0..j0 + 16.
+                unsafe {
+                    transpose_16x16(
+                        columns.as_ptr().add(j0 * column_stride as usize + i0),
+                        column_stride as usize,
+                        out.as_mut_ptr().add(i0 * n + j0),
+                        n,
+                    )
+                };
             }
         }
     }
+    let mut copy = |rows: Range<usize>, cols: Range<usize>| {
+        for i0 in rows.clone().step_by(16) {
+            let i1 = (i0 + 16).min(rows.end);
+            for j in cols.clone() {
+                let column = columns.row(j);
+                let column = column.to_slice().expect("contiguous columns");
+                for (i, &x) in (i0..i1).zip(&column[i0..i1]) {
+                    out[i * n + j] = x;
+                }
+            }
+        }
+    };
+    // The columns past the tiles, then the rows past them.
+    copy(0..k, n_done..n);
+    copy(k_done..k, 0..n_done);
     ArrayView2::from_shape((k, n), out).expect("k x n elements")
+}
+
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for r, c in 0..16: four rounds of shuffles in
+/// registers (pairs of floats, pairs of pairs, then the 128-bit quarters twice).
+///
+/// # Safety
+/// The CPU must have AVX-512F; sixteen rows of sixteen floats must be readable at `src` and
+/// writable at `dst`, with those strides.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: as the function's.
+    let r: [__m512; 16] =
+        std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+    // Within each 128-bit quarter: t[2i] = (r2i[0], r2i+1[0], r2i[1], r2i+1[1]), t[2i+1] the same of
+    // floats 2 and 3.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4i + c], quarter l: column 4l + c of rows 4i..4i + 4.
+    let u: [__m512; 16] = std::array::from_fn(|x| {
+        let (i, c) = (x / 4, x % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[4 * i + c / 2]),
+            _mm512_castps_pd(t[4 * i + 2 + c / 2]),
+        );
+        _mm512_castpd_ps(if c % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    for c in 0..4 {
+        let low = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
+        let high = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
+        let low2 = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
+        let high2 = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
+        let rows = [
+            _mm512_shuffle_f32x4::<0x88>(low, low2),
+            _mm512_shuffle_f32x4::<0xDD>(low, low2),
+            _mm512_shuffle_f32x4::<0x88>(high, high2),
+            _mm512_shuffle_f32x4::<0xDD>(high, high2),
+        ];
+        for (l, row) in rows.into_iter().enumerate() {
+            // SAFETY: row 4l + c of the sixteen at `dst`.
+            unsafe { _mm512_storeu_ps(dst.add((4 * l + c) * dst_stride), row) };
+        }
+    }
 }
 
 /// `a · b` by its definition, the reference the kernels are tested against.
@@ -97,6 +188,19 @@ pub(crate) fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> ndarray::Array2<f
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    /// Whole tiles, edges on either side, and fewer than sixteen in one dimension.
+    #[test]
+    fn copy_by_rows_is_the_transpose_of_the_columns() {
+        for (k, n) in [(256, 500), (37, 53), (16, 16), (5, 40), (40, 5), (33, 17)] {
+            // A row-major n x k matrix with padded rows, seen transposed: k x n, columns contiguous.
+            let stored = Array2::from_shape_fn((n, k + 3), |(j, i)| (j * 1000 + i) as f32);
+            let w = stored.slice(s![.., ..k]);
+            let mut buffer = vec![f32::NAN; 7];
+            let copy = copy_by_rows(w.t(), &mut buffer);
+            assert_eq!(copy, w.t(), "{k} x {n}");
+        }
+    }
 
     #[test]
     fn matches_the_definition_for_plain_and_transposed_views() {
