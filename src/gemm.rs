@@ -43,15 +43,17 @@ pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
     }
 }
 
-/// `c = a · b`, the rows of `c` split over the threads ([`crate::parallel`]) when the product is large.
-/// Panics unless [`supports`] holds.
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+/// `c = a · b`, plus `init` in every row when given (a layer's bias: the accumulators start from it,
+/// so no second pass over `c` adds it), the rows of `c` split over the threads ([`crate::parallel`])
+/// when the product is large. Panics unless [`supports`] holds.
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, init: Option<&[f32]>, c: ArrayViewMut2<f32>) {
     assert!(
         supports(&b, &c),
         "gemm::matmul needs AVX-512 and rows with unit stride"
     );
     assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
     assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
+    assert!(init.is_none_or(|i| i.len() == b.ncols()), "init width");
     if c.is_empty() {
         return;
     }
@@ -61,14 +63,19 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
         .next_multiple_of(NARROW_ROWS);
     if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
         for_row_parts(c, height, &|first, c| {
-            matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, c)
+            matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, init, c)
         });
     } else {
-        matmul_part(a, b, c);
+        matmul_part(a, b, init, c);
     }
 }
 
-fn matmul_part(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+fn matmul_part(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    init: Option<&[f32]>,
+    mut c: ArrayViewMut2<f32>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         let operands = Operands {
@@ -77,6 +84,7 @@ fn matmul_part(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>
             a_col: a.strides()[1],
             b: b.as_ptr(),
             b_row: b.strides()[0] as usize,
+            init: init.map_or(std::ptr::null(), |i| i.as_ptr()),
             c: c.as_mut_ptr(),
             c_row: c.strides()[0] as usize,
             m: a.nrows(),
@@ -88,7 +96,7 @@ fn matmul_part(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>
         unsafe { kernel(&operands) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (a, b, &mut c);
+    let _ = (a, b, init, &mut c);
 }
 
 /// Three matrices by first element and strides: `a` is `m x k` (any strides), `b` is `k x n` and `c`
@@ -100,6 +108,8 @@ struct Operands {
     a_col: isize,
     b: *const f32,
     b_row: usize,
+    /// `n` floats added to every row of `c`, or null for none.
+    init: *const f32,
     c: *mut f32,
     c_row: usize,
     m: usize,
@@ -158,7 +168,7 @@ unsafe fn column_block<const R: usize, const V: usize>(o: &Operands, j0: usize, 
 }
 
 /// `c[i0 .. i0 + R, j0 ..][..width] (+)= a[i0 .. i0 + R, inner] · b[inner, j0 ..][..width]`: set on
-/// the first block of `b`'s rows, added to on the others.
+/// the first block of `b`'s rows (to `init` plus the block's sum), added to on the others.
 ///
 /// # Safety
 /// As [`kernel`]; `i0 + R <= m`.
@@ -179,8 +189,11 @@ unsafe fn rows<const R: usize, const V: usize>(
     // `j0 + 16 q ..` with the lanes past `j0 + width <= n` masked off.
     unsafe {
         let c_row = |r: usize| o.c.add((i0 + r) * o.c_row + j0);
-        let mut acc: [[__m512; V]; R] = if inner.start == 0 {
+        let mut acc: [[__m512; V]; R] = if inner.start == 0 && o.init.is_null() {
             [[_mm512_setzero_ps(); V]; R]
+        } else if inner.start == 0 {
+            let init = o.init.add(j0);
+            [std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), init.add(16 * q))); R]
         } else {
             std::array::from_fn(|r| {
                 std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), c_row(r).add(16 * q)))
@@ -241,14 +254,20 @@ mod tests {
             let at = a.t().to_owned();
             let b =
                 Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.1 - 0.6);
+            let init = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.25 - 1.0);
             let want = naive(a.view(), b.view());
-            for lhs in [a.view(), at.t()] {
+            let want_plus = &want + &init;
+            for (lhs, init, want) in [
+                (a.view(), None, &want),
+                (at.t(), None, &want),
+                (a.view(), init.as_slice(), &want_plus),
+            ] {
                 let mut one = Array2::from_elem((m, n), f32::NAN);
-                matmul(lhs, b.view(), one.view_mut());
+                matmul(lhs, b.view(), init, one.view_mut());
                 let mut two = Array2::from_elem((m, n), f32::NAN);
-                pool.install(|| matmul(lhs, b.view(), two.view_mut()));
+                pool.install(|| matmul(lhs, b.view(), init, two.view_mut()));
                 for (got, threads) in [(&one, 1), (&two, 2)] {
-                    for (x, y) in got.iter().zip(&want) {
+                    for (x, y) in got.iter().zip(want) {
                         assert!(
                             (x - y).abs() < 1e-3,
                             "{m}x{k}x{n}, {threads} thread(s): {x} vs {y}"

@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, s};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, s};
 
 use crate::gemm::PARALLEL_FROM;
 use crate::parallel::{for_row_parts, threads};
@@ -41,20 +41,38 @@ pub fn matrixmultiply_calls() -> usize {
     MATRIXMULTIPLY_CALLS.load(Ordering::Relaxed)
 }
 
-/// `c = a · b` (`accumulate` false) or `c += a · b` (`accumulate` true). Any strides, transposed views
+/// `c = a · b`, plus `init` in every row when given (a layer's bias). Any strides, transposed views
 /// included.
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, accumulate: bool) {
-    if !accumulate && crate::gemm::supports(&b, &c) {
-        return crate::gemm::matmul(a, b, c);
+pub fn matmul(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    init: Option<ArrayView1<f32>>,
+    mut c: ArrayViewMut2<f32>,
+) {
+    // The kernels take the row as a slice; a strided one (never a bias) goes the general way.
+    let kernel_init = match &init {
+        None => Some(None),
+        Some(row) => row.as_slice().map(Some),
+    };
+    if let Some(init) = kernel_init {
+        if crate::gemm::supports(&b, &c) {
+            return crate::gemm::matmul(a, b, init, c);
+        }
+        let bt = b.t();
+        if b.len() > 1 && b.len() <= COPY_AT_MOST && crate::gemm::supports(&bt, &c) {
+            return BY_ROWS.with_borrow_mut(|buffer| {
+                let b = copy_by_rows(b, buffer);
+                crate::gemm::matmul(a, b, init, c)
+            });
+        }
     }
-    let bt = b.t();
-    if !accumulate && b.len() > 1 && b.len() <= COPY_AT_MOST && crate::gemm::supports(&bt, &c) {
-        return BY_ROWS.with_borrow_mut(|buffer| {
-            let b = copy_by_rows(b, buffer);
-            crate::gemm::matmul(a, b, c)
-        });
-    }
-    let beta = if accumulate { 1.0 } else { 0.0 };
+    let beta = match init {
+        Some(init) => {
+            c.assign(&init);
+            1.0
+        }
+        None => 0.0,
+    };
     let height = a.nrows().div_ceil(threads());
     if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
         return for_row_parts(c, height, &|first, mut c| {
@@ -218,10 +236,21 @@ mod tests {
             (at.t(), bt.t()),
         ] {
             let mut c = Array2::from_elem((37, 29), 9.0);
-            matmul(lhs, rhs, c.view_mut(), false);
+            matmul(lhs, rhs, None, c.view_mut());
             assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-4));
-            matmul(lhs, rhs, c.view_mut(), true);
-            assert!(c.iter().zip(&want).all(|(x, y)| (x - 2.0 * y).abs() < 2e-4));
+            // Plus a row, contiguous (the kernels) and strided (matrixmultiply, then the row added).
+            let init = ndarray::Array1::from_shape_fn(58, |j| j as f32 - 20.0);
+            let want_plus = &want + &init.slice(s![..29]);
+            for row in [init.slice(s![..29]), init.slice(s![..;2])] {
+                let mut c = Array2::from_elem((37, 29), 9.0);
+                matmul(lhs, rhs, Some(row), c.view_mut());
+                let want = if row.as_slice().is_some() {
+                    &want_plus
+                } else {
+                    &(&want + &row)
+                };
+                assert!(c.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-4));
+            }
         }
     }
 }

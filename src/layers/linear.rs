@@ -74,8 +74,8 @@ impl Layer for Linear {
     }
 
     fn forward(&self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
-        matmul(inp, self.weight().value.view(), out.view_mut(), false);
-        out += &self.bias().value;
+        let bias = self.bias().value.row(0);
+        matmul(inp, self.weight().value.view(), Some(bias), out.view_mut());
     }
 
     fn backward(
@@ -86,10 +86,10 @@ impl Layer for Linear {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         let [weight, bias] = &mut self.params;
-        matmul(inp.t(), dout, weight.grad.view_mut(), false);
+        matmul(inp.t(), dout, None, weight.grad.view_mut());
         sum_rows(dout, bias);
         if let Some(dinp) = dinp {
-            matmul(dout, weight.value.t(), dinp, false);
+            matmul(dout, weight.value.t(), None, dinp);
         }
     }
 
