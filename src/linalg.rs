@@ -10,7 +10,6 @@
 //! to end (README, Performance).
 
 use std::cell::RefCell;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
@@ -86,58 +85,71 @@ pub fn matmul(
 }
 
 /// `b` copied into `buffer` with contiguous rows, returned as a view of it; `b`'s columns must be
-/// contiguous (it is a transposed row-major matrix). Sixteen by sixteen in AVX-512 registers where the
-/// CPU has it; the edges, and other CPUs, sixteen rows of the copy at a time, column after column, so
-/// that each read takes one cache line of a column and the writes stay on sixteen lines.
+/// contiguous (it is a transposed row-major matrix). Large copies are split by rows over the threads:
+/// MLP2's 256 x 500 on one thread left the other waiting.
 fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<'a, f32> {
     let (k, n) = b.dim();
     if buffer.len() < k * n {
         buffer.resize(k * n, 0.0);
     }
-    let out = &mut buffer[..k * n];
+    let mut out = ArrayViewMut2::from_shape((k, n), &mut buffer[..k * n]).expect("k x n elements");
     let columns = b.t();
-    let column_stride = columns.strides()[0];
     assert!(
-        n <= 1 || (columns.strides()[1] == 1 && column_stride >= 0),
+        n <= 1 || (columns.strides()[1] == 1 && columns.strides()[0] >= 0),
         "contiguous columns"
     );
-    // Rows and columns of the copy done by whole tiles.
-    let (mut k_done, mut n_done) = (0, 0);
+    let height = k.div_ceil(threads()).next_multiple_of(16);
+    if height < k && k * n >= COPY_SPLIT_FROM {
+        for_row_parts(out.view_mut(), height, &|first, part| {
+            copy_rows(columns, first, part)
+        });
+    } else {
+        copy_rows(columns, 0, out.view_mut());
+    }
+    ArrayView2::from_shape((k, n), &buffer[..k * n]).expect("k x n elements")
+}
+
+/// Copies smaller than this (in floats) stay on one thread.
+const COPY_SPLIT_FROM: usize = 1 << 15;
+
+/// `part[r, j] = columns[j, first + r]`: sixteen by sixteen in AVX-512 registers where the CPU has it,
+/// the edges one by one.
+fn copy_rows(columns: ArrayView2<f32>, first: usize, mut part: ArrayViewMut2<f32>) {
+    let (rows, n) = part.dim();
+    // Rows and columns of `part` done by whole tiles.
+    let (mut rows_done, mut n_done) = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && k >= 16 && n >= 16 {
-        (k_done, n_done) = (k / 16 * 16, n / 16 * 16);
+    if std::arch::is_x86_feature_detected!("avx512f") && rows >= 16 && n >= 16 {
+        (rows_done, n_done) = (rows / 16 * 16, n / 16 * 16);
+        let (column_stride, part_stride) =
+            (columns.strides()[0] as usize, part.strides()[0] as usize);
         for j0 in (0..n_done).step_by(16) {
-            for i0 in (0..k_done).step_by(16) {
-                // SAFETY: the CPU has AVX-512F, checked above; rows j0..j0 + 16 of `columns` exist and
-                // hold columns i0..i0 + 16 contiguously, and the copy has rows i0..i0 + 16, columns
-                // j0..j0 + 16.
+            for r0 in (0..rows_done).step_by(16) {
+                // SAFETY: the CPU has AVX-512F, checked above; rows j0..j0 + 16 of `columns` exist
+                // and hold columns first + r0.. + 16 contiguously (checked by the caller), and `part`
+                // has rows r0..r0 + 16, columns j0..j0 + 16, contiguous.
                 unsafe {
                     transpose_16x16(
-                        columns.as_ptr().add(j0 * column_stride as usize + i0),
-                        column_stride as usize,
-                        out.as_mut_ptr().add(i0 * n + j0),
-                        n,
+                        columns.as_ptr().add(j0 * column_stride + first + r0),
+                        column_stride,
+                        part.as_mut_ptr().add(r0 * part_stride + j0),
+                        part_stride,
                     )
                 };
             }
         }
     }
-    let mut copy = |rows: Range<usize>, cols: Range<usize>| {
-        for i0 in rows.clone().step_by(16) {
-            let i1 = (i0 + 16).min(rows.end);
-            for j in cols.clone() {
-                let column = columns.row(j);
-                let column = column.to_slice().expect("contiguous columns");
-                for (i, &x) in (i0..i1).zip(&column[i0..i1]) {
-                    out[i * n + j] = x;
-                }
-            }
-        }
-    };
     // The columns past the tiles, then the rows past them.
-    copy(0..k, n_done..n);
-    copy(k_done..k, 0..n_done);
-    ArrayView2::from_shape((k, n), out).expect("k x n elements")
+    for r in 0..rows {
+        for j in n_done..n {
+            part[[r, j]] = columns[[j, first + r]];
+        }
+    }
+    for r in rows_done..rows {
+        for j in 0..n_done {
+            part[[r, j]] = columns[[j, first + r]];
+        }
+    }
 }
 
 /// `dst[c * dst_stride + r] = src[r * src_stride + c]` for r, c in 0..16: four rounds of shuffles in
@@ -210,13 +222,26 @@ mod tests {
     /// Whole tiles, edges on either side, and fewer than sixteen in one dimension.
     #[test]
     fn copy_by_rows_is_the_transpose_of_the_columns() {
-        for (k, n) in [(256, 500), (37, 53), (16, 16), (5, 40), (40, 5), (33, 17)] {
+        for (k, n) in [
+            (256, 500),
+            (250, 300),
+            (37, 53),
+            (16, 16),
+            (5, 40),
+            (40, 5),
+            (33, 17),
+        ] {
             // A row-major n x k matrix with padded rows, seen transposed: k x n, columns contiguous.
             let stored = Array2::from_shape_fn((n, k + 3), |(j, i)| (j * 1000 + i) as f32);
             let w = stored.slice(s![.., ..k]);
             let mut buffer = vec![f32::NAN; 7];
             let copy = copy_by_rows(w.t(), &mut buffer);
             assert_eq!(copy, w.t(), "{k} x {n}");
+            // Split over two threads.
+            let mut buffer = vec![f32::NAN; 7];
+            crate::parallel::with_helper(|| {
+                assert_eq!(copy_by_rows(w.t(), &mut buffer), w.t(), "{k} x {n}, split")
+            });
         }
     }
 
