@@ -21,9 +21,10 @@ use crate::parallel::{for_row_parts, threads};
 /// The largest transposed right-hand matrix copied by rows for the kernel (1 MiB of floats). A 10-class
 /// layer's `Wᵀ` (10 x 256) is copied in a few microseconds and the product then takes 0.6x the time of
 /// matrixmultiply's. MLP2's (256 x 500), copied sixteen by sixteen in registers: the whole process
-/// 1.00-1.02x the time with matrixmultiply (7 alternated pairs each, one and two threads), but
-/// nothing allocated per step (matrixmultiply allocates its packing buffers on every call); copied
-/// element by element it had taken 1.2x.
+/// took 1.006x the time with matrixmultiply on one thread, and with two, once the copy was split
+/// over them, 0.97x (1.02x x 0.95x; alternated pairs); and nothing is allocated per step
+/// (matrixmultiply allocates its packing buffers on every call). Copied element by element it had
+/// taken 1.2x.
 const COPY_AT_MOST: usize = 1 << 18;
 
 thread_local! {
