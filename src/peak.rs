@@ -45,10 +45,13 @@ impl Peak {
             .iter()
             .map(|r| format!("{:.2}", r / 1e9))
             .collect();
+        let threads = match self.together.len() {
+            1 => "1 thread again ".to_string(),
+            n => format!("{n} threads at once"),
+        };
         writeln!(
             out,
-            "{} threads at once     {:6.2} G FMAs/s  {:6.0} GFLOP/s  (each: {})",
-            self.together.len(),
+            "{threads:<21} {:6.2} G FMAs/s  {:6.0} GFLOP/s  (each: {})",
             total / 1e9,
             flops(total),
             each.join(", ")
