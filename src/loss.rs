@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use serde::Serialize;
 
 /// Serialised under the names the command line takes (`mse`, `ce`), so a config replays as given.
@@ -79,62 +79,73 @@ impl Loss {
             samples: n,
             ..BatchStats::default()
         };
-        let mut per_row =
-            |i: usize, x: ArrayView1<f32>, grad: Option<ndarray::ArrayViewMut1<f32>>| {
-                let label = labels[i] as usize;
-                if argmax(x) == label {
-                    stats.correct += 1;
-                }
-                match self {
-                    Loss::Mse => {
-                        let mut sq = 0.0f64;
-                        for (k, &v) in x.iter().enumerate() {
-                            let d = (v - if k == label { 1.0 } else { 0.0 }) as f64;
-                            sq += d * d;
-                        }
-                        stats.loss_sum += 0.5 * sq;
-                        if let Some(mut g) = grad {
-                            Zip::indexed(&mut g).and(x).for_each(|k, g, &v| {
-                                *g = (v - if k == label { 1.0 } else { 0.0 }) * inv_n;
-                            });
-                        }
+        let mut per_row = |i: usize, x: &[f32], grad: Option<&mut [f32]>| {
+            let label = labels[i] as usize;
+            if argmax(x) == label {
+                stats.correct += 1;
+            }
+            match self {
+                Loss::Mse => {
+                    let mut sq = 0.0f64;
+                    for (k, &v) in x.iter().enumerate() {
+                        let d = (v - if k == label { 1.0 } else { 0.0 }) as f64;
+                        sq += d * d;
                     }
-                    Loss::SoftmaxCe => {
-                        let max = x.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                        match grad {
-                            // One exp per logit, kept in the gradient's row until the sum is known
-                            // (exp was most of this stage's time when taken twice).
-                            Some(mut g) => {
-                                Zip::from(&mut g)
-                                    .and(x)
-                                    .for_each(|g, &v| *g = (v - max).exp());
-                                let sum_exp: f32 = g.sum();
-                                stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
-                                let scale = inv_n / sum_exp;
-                                g.mapv_inplace(|e| e * scale);
-                                g[label] -= inv_n;
-                            }
-                            None => {
-                                let sum_exp: f32 = x.iter().map(|&v| (v - max).exp()).sum();
-                                stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
-                            }
+                    stats.loss_sum += 0.5 * sq;
+                    if let Some(g) = grad {
+                        for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
+                            *g = (v - if k == label { 1.0 } else { 0.0 }) * inv_n;
                         }
                     }
                 }
-            };
-        match doutputs {
-            Some(mut d) => {
-                for (i, (x, g)) in outputs
-                    .axis_iter(Axis(0))
-                    .zip(d.axis_iter_mut(Axis(0)))
-                    .enumerate()
-                {
-                    per_row(i, x, Some(g));
+                Loss::SoftmaxCe => {
+                    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    match grad {
+                        // One exp per logit, kept in the gradient's row until the sum is known
+                        // (exp was most of this stage's time when taken twice).
+                        Some(g) => {
+                            for (g, &v) in g.iter_mut().zip(x) {
+                                *g = (v - max).exp();
+                            }
+                            let sum_exp: f32 = g.iter().sum();
+                            stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
+                            let scale = inv_n / sum_exp;
+                            for g in g.iter_mut() {
+                                *g *= scale;
+                            }
+                            g[label] -= inv_n;
+                        }
+                        None => {
+                            let sum_exp: f32 = x.iter().map(|&v| (v - max).exp()).sum();
+                            stats.loss_sum += (max + sum_exp.ln() - x[label]) as f64;
+                        }
+                    }
                 }
             }
-            None => {
-                for (i, x) in outputs.axis_iter(Axis(0)).enumerate() {
-                    per_row(i, x, None);
+        };
+        // Rows as slices (a network's output rows are contiguous); other layouts through a copy.
+        let (mut x_copy, mut g_copy) = (Vec::new(), Vec::new());
+        let mut doutputs = doutputs;
+        for (i, row) in outputs.rows().into_iter().enumerate() {
+            let x = match row.to_slice() {
+                Some(x) => x,
+                None => {
+                    x_copy.clear();
+                    x_copy.extend(row.iter());
+                    &x_copy[..]
+                }
+            };
+            let Some(d) = &mut doutputs else {
+                per_row(i, x, None);
+                continue;
+            };
+            let mut g = d.row_mut(i);
+            match g.as_slice_mut() {
+                Some(g) => per_row(i, x, Some(g)),
+                None => {
+                    g_copy.resize(x.len(), 0.0);
+                    per_row(i, x, Some(&mut g_copy));
+                    g.assign(&ArrayView1::from(&g_copy[..]));
                 }
             }
         }
@@ -143,11 +154,14 @@ impl Loss {
 }
 
 /// Index of the first largest value.
-pub fn argmax(row: ArrayView1<f32>) -> usize {
-    let mut best = 0;
-    for (k, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = k;
+pub fn argmax<'a>(row: impl IntoIterator<Item = &'a f32>) -> usize {
+    let mut row = row.into_iter().enumerate();
+    let Some((mut best, mut top)) = row.next() else {
+        return 0;
+    };
+    for (k, v) in row {
+        if v > top {
+            (best, top) = (k, v);
         }
     }
     best
@@ -180,6 +194,36 @@ mod tests {
             None,
         );
         assert_eq!((stats.correct, stats.samples), (2, 3));
+    }
+
+    /// Outputs and gradient in any layout (here column-major, through the copies) give the same.
+    #[test]
+    fn any_layout_gives_the_same() {
+        let x = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 3 + j * 7) % 9) as f32 * 0.4 - 1.5);
+        let x_columns = x.t().to_owned();
+        let labels = [0, 3, 1, 1, 2];
+        for loss in [Loss::Mse, Loss::SoftmaxCe] {
+            let mut g = Array2::zeros((5, 4));
+            let want = loss.evaluate(x.view(), &labels, Some(g.view_mut()));
+            let mut g_columns = Array2::zeros((4, 5));
+            let got = loss.evaluate(
+                x_columns.t(),
+                &labels,
+                Some(g_columns.view_mut().reversed_axes()),
+            );
+            assert_eq!(got, want, "{loss:?}");
+            assert_eq!(g_columns.t(), g, "{loss:?}");
+            assert_eq!(
+                loss.evaluate(x_columns.t(), &labels, None),
+                want,
+                "{loss:?}"
+            );
+        }
+        assert_eq!(
+            argmax(&[1.0, 3.0, 3.0, -1.0]),
+            1,
+            "the first of equal maxima"
+        );
     }
 
     #[test]
