@@ -6,7 +6,7 @@
 //! registers against 8 loads for each 16 FMAs. matrixmultiply, which the rest of the products use, packs
 //! both operands for every call; at these small shapes (100 x 500 by 500 x 256) that cost shows.
 
-use ndarray::{ArrayView2, ArrayViewMut2, s};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
 
 use crate::parallel::for_row_parts;
 
@@ -44,8 +44,8 @@ pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
 }
 
 /// `c = a · b`, plus `init` in every row when given (a layer's bias: the accumulators start from it,
-/// so no second pass over `c` adds it), the rows of `c` split over the threads ([`crate::parallel`])
-/// when the product is large. Panics unless [`supports`] holds.
+/// so no second pass over `c` adds it), shared between the threads ([`crate::parallel`]) as [`split`]
+/// decides. Panics unless [`supports`] holds.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, init: Option<&[f32]>, c: ArrayViewMut2<f32>) {
     assert!(
         supports(&b, &c),
@@ -57,20 +57,54 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, init: Option<&[f32]>, c: A
     if c.is_empty() {
         return;
     }
-    let height = a
-        .nrows()
-        .div_ceil(crate::parallel::threads())
-        .next_multiple_of(NARROW_ROWS);
-    if height < a.nrows() && a.nrows() * a.ncols() * b.ncols() >= PARALLEL_FROM {
-        for_row_parts(c, height, &|first, c| {
+    match split(a.nrows(), a.ncols(), b.ncols()) {
+        Split::None => matmul_part(a, b, init, c),
+        Split::Rows(height) => for_row_parts(c, height, &|first, c| {
             matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, init, c)
-        });
-    } else {
-        matmul_part(a, b, init, c);
+        }),
+        Split::Columns(mid) => {
+            let (left, right) = c.split_at(Axis(1), mid);
+            let init = init.map(|i| i.split_at(mid));
+            crate::parallel::join(
+                || matmul_part(a, b.slice(s![.., ..mid]), init.map(|i| i.0), left),
+                || matmul_part(a, b.slice(s![.., mid..]), init.map(|i| i.1), right),
+            );
+        }
     }
 }
 
-fn matmul_part(
+/// How an `m x k` by `k x n` product is shared between the threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// On this thread alone: a small product, or one thread.
+    None,
+    /// Parts of this many rows of `c` ([`for_row_parts`]).
+    Rows(usize),
+    /// Two halves of `c`'s (and `b`'s) columns, split here, at a block boundary.
+    Columns(usize),
+}
+
+/// Rows for a tall `c` (a weight gradient `xᵀ D`, 500 x 256 for MLP2's second layer); columns, at a
+/// block boundary, for a short wide one (`D Wᵀ`, 100 x 500), whose rows split as 56 + 44 (multiples of
+/// eight) with each core reading all of `b`. A layer's forward pass `x W` is split over its inner
+/// dimension instead ([`crate::linalg::matmul_split_inner`]).
+pub(crate) fn split(m: usize, k: usize, n: usize) -> Split {
+    if crate::parallel::threads() < 2 || m * k * n < PARALLEL_FROM {
+        return Split::None;
+    }
+    if m < n && n >= 2 * BLOCK_COLS {
+        return Split::Columns((n / 2).next_multiple_of(BLOCK_COLS).min(n));
+    }
+    let height = m.div_ceil(2).next_multiple_of(NARROW_ROWS);
+    if height < m {
+        Split::Rows(height)
+    } else {
+        Split::None
+    }
+}
+
+/// [`matmul`] on this thread alone, for a caller that shares the work itself.
+pub(crate) fn matmul_part(
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
     init: Option<&[f32]>,
@@ -242,6 +276,7 @@ mod tests {
             (1, 1, 1),
             (4, 65, 17),
             (100, 130, 257),
+            (300, 70, 100),
             (7, 0, 5),
             (2, 64, 128),
             (101, 10, 10),

@@ -30,7 +30,7 @@ impl Layer for Relu {
         inp
     }
 
-    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
         map_rows(inp, inp, out, |x, _| x.max(0.0));
     }
 
@@ -68,7 +68,7 @@ impl Layer for Sigmoid {
         inp
     }
 
-    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
         map_rows(inp, inp, out, |x, _| sigmoid(x));
     }
 
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn relu_values_and_gradient() {
-        let relu = Relu::new("r");
+        let mut relu = Relu::new("r");
         let mut out = Array2::zeros((1, 3));
         relu.forward(array![[-2.0, 0.0, 3.0]].view(), out.view_mut());
         assert_eq!(out, array![[0.0, 0.0, 3.0]]);
@@ -170,7 +170,7 @@ mod tests {
     fn sigmoid_matches_f64_on_every_path() {
         let x = Array2::from_shape_fn((5, 41), |(i, j)| (i as f32 * 41.0 + j as f32) * 0.23 - 23.0);
         let want = |x: f32| 1.0 / (1.0 + (-(x as f64)).exp());
-        let sigmoid = Sigmoid::new("s");
+        let mut sigmoid = Sigmoid::new("s");
         let mut whole = Array2::zeros((5, 41));
         sigmoid.forward(x.view(), whole.view_mut());
         let mut rows = Array2::from_elem((5, 41), f32::NAN);
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn sigmoid_values_and_gradient() {
-        let sigmoid = Sigmoid::new("s");
+        let mut sigmoid = Sigmoid::new("s");
         let mut out = Array2::zeros((1, 3));
         sigmoid.forward(array![[0.0, 2.0, -40.0]].view(), out.view_mut());
         assert_eq!(out[[0, 0]], 0.5);

@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::{Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
-use crate::linalg::matmul;
+use crate::linalg::{matmul, matmul_split_inner};
 use crate::sparse::{gather_rows, gather_rows_split_src};
 
 pub struct Linear {
@@ -28,7 +28,8 @@ pub struct Linear {
     /// Scratch rows for the sparse path's constant term, kept to avoid an allocation per batch.
     row: Array1<f32>,
     bottom_sums: Array1<f32>,
-    /// The sparse forward pass's second half of the sum (see `gather_rows_split_src`), grown once.
+    /// The forward pass's second half of the sum on two threads (`gather_rows_split_src`,
+    /// `matmul_split_inner`), grown once.
     partial: Array2<f32>,
 }
 
@@ -73,9 +74,10 @@ impl Layer for Linear {
         self.weight().value.ncols()
     }
 
-    fn forward(&self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
-        let bias = self.bias().value.row(0);
-        matmul(inp, self.weight().value.view(), Some(bias), out.view_mut());
+    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+        let [weight, bias] = &self.params;
+        let (weight, bias) = (weight.value.view(), bias.value.row(0));
+        matmul_split_inner(inp, weight, Some(bias), out, &mut self.partial);
     }
 
     fn backward(
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn forward_is_x_w_plus_b() {
-        let layer = Linear::from_params(
+        let mut layer = Linear::from_params(
             "fc",
             array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
             array![[0.5, -1.0]],

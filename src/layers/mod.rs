@@ -67,7 +67,7 @@ pub trait Layer: Send {
     fn out_width(&self, inp: usize) -> usize;
 
     /// Writes the layer's output for `inp` into `out` (same number of rows).
-    fn forward(&self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>);
+    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>);
 
     /// Given the input and output of the last `forward` and `dout = dJ/d out`, overwrites the parameter
     /// gradients with `dJ/d param` and, when `dinp` is given, writes `dJ/d inp` into it. The first layer
@@ -114,7 +114,7 @@ pub(crate) mod gradcheck {
     use ndarray::{Array2, ArrayView2};
 
     /// The probe loss J = sum(out * weights): its gradient w.r.t. `out` is `weights`.
-    fn probe(layer: &dyn Layer, inp: ArrayView2<f32>, weights: &Array2<f32>) -> f64 {
+    fn probe(layer: &mut dyn Layer, inp: ArrayView2<f32>, weights: &Array2<f32>) -> f64 {
         let mut out = Array2::zeros((inp.nrows(), layer.out_width(inp.ncols())));
         layer.forward(inp, out.view_mut());
         out.iter()

@@ -9,7 +9,7 @@ mod pair;
 
 use std::cell::Cell;
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 pub use pair::Pair;
 
@@ -152,6 +152,28 @@ fn split<R: Rows>(out: R, first: usize, height: usize, work: &(impl Fn(usize, R)
         || split(top, first, height, work),
         || split(bottom, first + mid, height, work),
     );
+}
+
+/// `out = first + second`, the two halves of a sum computed at once ([`join`]): `first` writes its
+/// half into `out`, `second` into `partial` (grown to `out`'s shape when smaller), which is then added
+/// in, split by rows. For the products split over their inner dimension, so that each core reads only
+/// the weight rows that it updates.
+pub fn sum_in_halves(
+    mut out: ArrayViewMut2<f32>,
+    partial: &mut Array2<f32>,
+    first: impl FnOnce(ArrayViewMut2<f32>) + Send,
+    second: impl FnOnce(ArrayViewMut2<f32>) + Send,
+) {
+    let (rows, n) = out.dim();
+    if partial.nrows() < rows || partial.ncols() != n {
+        *partial = Array2::zeros((rows, n));
+    }
+    let mut partial = partial.slice_mut(ndarray::s![..rows, ..]);
+    join(|| first(out.view_mut()), || second(partial.view_mut()));
+    let halves = rows.div_ceil(2);
+    for_row_parts((out, partial.view()), halves, &|_, (mut out, partial)| {
+        out += &partial;
+    });
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::parallel::for_row_parts;
 
@@ -68,7 +68,7 @@ pub fn gather_rows_split_src(
     sparse: &SparseRows,
     src: ArrayView2<f32>,
     init: ArrayView1<f32>,
-    mut out: ArrayViewMut2<f32>,
+    out: ArrayViewMut2<f32>,
     partial: &mut Array2<f32>,
 ) {
     let (rows, n) = out.dim();
@@ -83,23 +83,17 @@ pub fn gather_rows_split_src(
     assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
     assert_eq!(init.len(), n, "gather_rows init width");
     let init = init.as_slice().expect("contiguous init");
-    if partial.nrows() < rows || partial.ncols() != n {
-        *partial = Array2::zeros((rows, n));
-    }
-    let mut partial = partial.slice_mut(s![..rows, ..]);
     // At a block boundary, so that neither half ends on a sliver of a block (0..392 would end on
     // the 8 rows 384..392, each output row's sum stored and loaded once more for them).
     let mid = (src.nrows() / 2)
         .next_multiple_of(BLOCK_SRC_ROWS)
         .min(src.nrows());
-    crate::parallel::join(
-        || gather_range(sparse, 0, src, 0..mid, Some(init), out.view_mut()),
-        || gather_range(sparse, 0, src, mid..src.nrows(), None, partial.view_mut()),
+    crate::parallel::sum_in_halves(
+        out,
+        partial,
+        |out| gather_range(sparse, 0, src, 0..mid, Some(init), out),
+        |partial| gather_range(sparse, 0, src, mid..src.nrows(), None, partial),
     );
-    let halves = rows.div_ceil(2);
-    for_row_parts((out, partial.view()), halves, &|_, (mut out, partial)| {
-        out += &partial;
-    });
 }
 
 /// [`gather_rows`] for the output rows `first..` that `out` holds, summing only the entries whose
