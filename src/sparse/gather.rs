@@ -22,8 +22,8 @@ use super::SparseRows;
 const BLOCK_COLS: usize = 128;
 /// Source rows per block: 64 rows x 128 floats is 32 KiB, which stays in a 48 KiB L1 cache.
 const BLOCK_SRC_ROWS: usize = 64;
-/// Output rows whose place in their sparse row is tracked at once, on the stack.
-const ROW_GROUP: usize = 128;
+/// Pairs of output rows whose place in their sparse entries is tracked at once, on the stack.
+const PAIR_GROUP: usize = 64;
 
 /// `out[r, :] = init + Σ_k vals[k] · src[cols[k], :]` for every row `r` of `sparse` (`out` is
 /// `sparse.nrows() x src.ncols()`, `src` has `sparse.ncols()` rows, both with contiguous rows).
@@ -48,7 +48,10 @@ pub fn gather_rows(
     if n == 0 || rows == 0 {
         return;
     }
-    let height = rows.div_ceil(crate::parallel::threads());
+    // Parts of whole pairs of rows.
+    let height = rows
+        .div_ceil(crate::parallel::threads())
+        .next_multiple_of(2);
     if height < rows {
         for_row_parts(out, height, &|first, out| {
             gather_range(sparse, first, src, 0..src.nrows(), Some(init), out)
@@ -107,6 +110,7 @@ fn gather_range(
     mut out: ArrayViewMut2<f32>,
 ) {
     assert!(first + out.nrows() <= sparse.nrows() && src.nrows() == sparse.ncols());
+    assert!(first.is_multiple_of(2), "parts start at a pair of rows");
     assert!(
         take.start <= take.end && take.end <= src.nrows(),
         "source rows to take"
@@ -157,7 +161,7 @@ struct StridedMut {
     rows: usize,
 }
 
-/// Row by row, in plain loops the compiler vectorises, a block of columns at a time.
+/// Pair of rows by pair of rows, in plain loops the compiler vectorises, a block of columns at a time.
 ///
 /// # Safety
 /// `src` and `out` must describe matrices as [`gather_range`] builds them from its checked views.
@@ -168,7 +172,7 @@ unsafe fn gather_range_portable(
     init: Option<&[f32]>,
     out: &StridedMut,
 ) {
-    let (starts, cols, vals) = (sparse.starts(), sparse.cols(), sparse.vals());
+    let (starts, cols) = (sparse.starts(), sparse.cols());
     for j0 in (0..src.width).step_by(BLOCK_COLS) {
         let width = (src.width - j0).min(BLOCK_COLS);
         for i in 0..out.rows {
@@ -179,8 +183,9 @@ unsafe fn gather_range_portable(
                 Some(init) => dst.copy_from_slice(&init[j0..j0 + width]),
                 None => dst.fill(0.0),
             }
-            let range = entries_taken(starts, cols, first + i, &src.take);
-            for (&c, &v) in cols[range.clone()].iter().zip(&vals[range]) {
+            let range = entries_taken(starts, cols, (first + i) / 2, &src.take);
+            let vals = &sparse.vals(i % 2)[range.clone()];
+            for (&c, &v) in cols[range].iter().zip(vals) {
                 // SAFETY: c < src.rows (the invariant), columns j0 .. j0 + width of that row.
                 let row = unsafe {
                     std::slice::from_raw_parts(src.ptr.add(c as usize * src.stride + j0), width)
@@ -204,15 +209,16 @@ unsafe fn gather_range_avx512(
     init: Option<&[f32]>,
     out: &StridedMut,
 ) {
-    let mut cursor = [0usize; ROW_GROUP];
+    let mut cursor = [0usize; PAIR_GROUP];
+    let pairs = out.rows.div_ceil(2);
     for j0 in (0..src.width).step_by(BLOCK_COLS) {
         let width = (src.width - j0).min(BLOCK_COLS);
-        for g0 in (0..out.rows).step_by(ROW_GROUP) {
-            let group = g0..(g0 + ROW_GROUP).min(out.rows);
+        for g0 in (0..pairs).step_by(PAIR_GROUP) {
+            let group = g0..(g0 + PAIR_GROUP).min(pairs);
             let job = Block {
-                starts: &sparse.starts()[first..],
+                starts: &sparse.starts()[first / 2..],
                 cols: sparse.cols(),
-                vals: sparse.vals(),
+                vals: [sparse.vals(0), sparse.vals(1)],
                 src,
                 out,
                 init: init.map(|init| &init[j0..]),
@@ -237,8 +243,8 @@ unsafe fn gather_range_avx512(
     }
 }
 
-/// The entries of sparse row `r` (`starts` and `cols` as in [`SparseRows`]) whose column is in `take`:
-/// the columns increase along a row. Searched only where `take` cuts the row (the forward pass split
+/// The entries of the pair of sparse rows `r` (`starts` and `cols` as in [`SparseRows`]) whose column
+/// is in `take`: the columns increase along a pair's entries. Searched only where `take` cuts the row (the forward pass split
 /// over two threads), not for every row of every block of a whole-row gather.
 fn entries_taken(starts: &[usize], cols: &[u32], r: usize, take: &Range<usize>) -> Range<usize> {
     let (start, end) = (starts[r], starts[r + 1]);
@@ -260,10 +266,10 @@ fn entries_taken(starts: &[usize], cols: &[u32], r: usize, take: &Range<usize>) 
 /// One block of columns, `j0 .. j0 + width`, of the output part.
 #[cfg(target_arch = "x86_64")]
 struct Block<'a> {
-    /// The row starts from the output part's first row on.
+    /// The pairs' starts from the output part's first pair on.
     starts: &'a [usize],
     cols: &'a [u32],
-    vals: &'a [f32],
+    vals: [&'a [f32]; 2],
     src: &'a Strided,
     out: &'a StridedMut,
     /// `init` from column `j0` on, or zeros.
@@ -272,8 +278,9 @@ struct Block<'a> {
     width: usize,
 }
 
-/// The block's columns (`width` in `16 (V - 1) + 1 ..= 16 V`) of the output rows `group`, one source
-/// block after the other. `cursor` remembers, per row, the first entry not yet added.
+/// The block's columns (`width` in `16 (V - 1) + 1 ..= 16 V`) of the output part's pairs of rows
+/// `group`, one source block after the other. `cursor` remembers, per pair, the first entry not yet
+/// added.
 ///
 /// # Safety
 /// As [`gather_range_avx512`].
@@ -284,7 +291,7 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
     let Block {
         starts,
         cols,
-        vals,
+        vals: [vals0, vals1],
         src,
         out,
         init,
@@ -294,50 +301,69 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
     let tail = width - 16 * (V - 1);
     let last: __mmask16 = if tail == 16 { !0 } else { (1 << tail) - 1 };
     let mask = |q: usize| if q + 1 == V { last } else { !0 };
-    // SAFETY (all below): every pointer is `j0 + 16 q` into a row of the source or the output part,
-    // and the lanes at or past `j0 + width`, the part's width, are masked off; a source row is read
-    // only when its index is below `src.rows`, which the loop checks.
+    // SAFETY (all below): every pointer is `j0 + 16 q` into a row of the source or the output part
+    // (the second row of a pair only when the part has it), and the lanes at or past `j0 + width`,
+    // the part's width, are masked off; a source row is read only when its index is below
+    // `src.rows`, which the loop checks.
     unsafe {
         let load = |p: *const f32| -> [__m512; V] {
             std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), p.add(16 * q)))
+        };
+        let store = |p: *mut f32, acc: &[__m512; V]| {
+            for (q, a) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(p.add(16 * q), mask(q), *a);
+            }
         };
         let init = match init {
             Some(init) => load(init.as_ptr()),
             None => [_mm512_setzero_ps(); V],
         };
-        for (c, r) in cursor.iter_mut().zip(group.clone()) {
-            *c = entries_taken(starts, cols, r, &src.take).start;
+        for (c, p) in cursor.iter_mut().zip(group.clone()) {
+            *c = entries_taken(starts, cols, p, &src.take).start;
         }
         // At least one block, so that rows with no entries get `init`.
         let take = src.take.start..src.take.end.max(src.take.start + 1);
         for k0 in take.step_by(BLOCK_SRC_ROWS) {
             let k1 = (k0 + BLOCK_SRC_ROWS).min(src.take.end);
-            for (c, r) in cursor.iter_mut().zip(group.clone()) {
-                let o = out.ptr.add(r * out.stride + j0);
-                let (mut p, end) = (*c, starts[r + 1]);
+            for (c, p) in cursor.iter_mut().zip(group.clone()) {
+                let o0 = out.ptr.add(2 * p * out.stride + j0);
+                let o1 = o0.add(out.stride);
+                let has_second = 2 * p + 1 < out.rows;
+                let (mut e, end) = (*c, starts[p + 1]);
                 let first = k0 == src.take.start;
-                // A row with no entries in this block keeps what it has; a quarter of MNIST's
+                // A pair with no entries in this block keeps what it has; a quarter of MNIST's
                 // (row, block) pairs are empty (the image's top and bottom rows of pixels).
-                if !first && (p == end || cols[p] as usize >= k1) {
+                if !first && (e == end || cols[e] as usize >= k1) {
                     continue;
                 }
-                let mut acc = if first { init } else { load(o) };
-                while p < end {
-                    // In bounds: `end` is a row end, at most `cols.len() == vals.len()`.
-                    let col = *cols.get_unchecked(p) as usize;
+                let (mut acc0, mut acc1) = if first {
+                    (init, init)
+                } else if has_second {
+                    (load(o0), load(o1))
+                } else {
+                    (load(o0), init)
+                };
+                while e < end {
+                    // In bounds: `end` is a pair's end, at most `cols.len() == vals0.len() ==
+                    // vals1.len()`.
+                    let col = *cols.get_unchecked(e) as usize;
                     if col >= k1 {
                         break;
                     }
-                    let v = _mm512_set1_ps(*vals.get_unchecked(p));
+                    let v0 = _mm512_set1_ps(*vals0.get_unchecked(e));
+                    let v1 = _mm512_set1_ps(*vals1.get_unchecked(e));
                     let s = src.ptr.add(col * src.stride + j0);
-                    for (q, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mask(q), s.add(16 * q)), *a);
+                    for q in 0..V {
+                        let x = _mm512_maskz_loadu_ps(mask(q), s.add(16 * q));
+                        acc0[q] = _mm512_fmadd_ps(v0, x, acc0[q]);
+                        acc1[q] = _mm512_fmadd_ps(v1, x, acc1[q]);
                     }
-                    p += 1;
+                    e += 1;
                 }
-                *c = p;
-                for (q, a) in acc.iter().enumerate() {
-                    _mm512_mask_storeu_ps(o.add(16 * q), mask(q), *a);
+                *c = e;
+                store(o0, &acc0);
+                if has_second {
+                    store(o1, &acc1);
                 }
             }
         }
@@ -358,12 +384,15 @@ mod tests {
                 0
             }
         });
-        let mut sparse = SparseRows::default();
-        sparse.clear(cols);
-        for row in bytes.rows() {
-            sparse.push_row(row.as_slice().unwrap(), 0.25);
-        }
-        (sparse, bytes.mapv(|p| p as f32 * 0.25))
+        let rows: Vec<&[u8]> = bytes
+            .rows()
+            .into_iter()
+            .map(|r| r.to_slice().unwrap())
+            .collect();
+        (
+            SparseRows::from_rows(&rows, cols, 0.25),
+            bytes.mapv(|p| p as f32 * 0.25),
+        )
     }
 
     /// Rows whose entries sit in some source blocks and skip others (as an image's pixel rows do):
@@ -377,11 +406,12 @@ mod tests {
             3 if j + 1 == inner => 1,
             _ => 0,
         });
-        let mut sparse = SparseRows::default();
-        sparse.clear(inner);
-        for row in bytes.rows() {
-            sparse.push_row(row.as_slice().unwrap(), 0.5);
-        }
+        let rows: Vec<&[u8]> = bytes
+            .rows()
+            .into_iter()
+            .map(|r| r.to_slice().unwrap())
+            .collect();
+        let sparse = SparseRows::from_rows(&rows, inner, 0.5);
         let n = 40;
         let src = Array2::from_shape_fn((inner, n), |(i, j)| ((i * 5 + j * 3) % 13) as f32 - 6.0);
         let init = Array1::from_shape_fn(n, |j| j as f32 - 20.0);
