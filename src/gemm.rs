@@ -44,7 +44,7 @@ pub fn supports(b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> bool {
 }
 
 /// `c = a · b`, plus `init` in every row when given (a layer's bias: the accumulators start from it,
-/// so no second pass over `c` adds it), shared between the threads ([`crate::parallel`]) as [`split`]
+/// so no second pass over `c` adds it), shared between the threads ([`crate::parallel`]) as `split`
 /// decides. Panics unless [`supports`] holds.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, init: Option<&[f32]>, c: ArrayViewMut2<f32>) {
     assert!(

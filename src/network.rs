@@ -24,6 +24,20 @@ pub enum Stage {
     Backward(usize),
     /// The end of `beside` when it runs on its own, before the layers (it times itself).
     Beside,
+    /// The end of the SGD update of the layers after the first (the first layer's is part of its
+    /// backward stage when fused, see [`UpdatePlan`]).
+    Update,
+}
+
+/// What [`Network::train_step`] does after the gradients.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdatePlan {
+    pub sgd: Sgd,
+    /// Update even when the batch's loss is not finite (otherwise such a step updates nothing).
+    pub allow_nan: bool,
+    /// Keep every gradient in `grad` (to read their norms after the step): then the first layer's
+    /// update is not fused into its gradient.
+    pub keep_gradients: bool,
 }
 
 /// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
@@ -123,7 +137,23 @@ impl Network {
         loss: Loss,
         laps: &mut impl Laps,
     ) -> BatchStats {
-        self.run_layers::<fn()>(x, loss, None, laps)
+        self.run_layers::<fn()>(x, loss, None, None, laps).0
+    }
+
+    /// One training step: [`Network::compute_gradients_beside`] and the SGD update of `plan`, which is
+    /// skipped when the batch's loss is not finite (unless `plan.allow_nan`). The first layer updates
+    /// its weight from its gradient while the gradient is in cache, unless `plan.keep_gradients`
+    /// ([`Layer::backward_input_and_update`]): the same numbers, to the bit. Returns the batch's loss
+    /// and accuracy and whether the parameters were updated.
+    pub fn train_step(
+        &mut self,
+        x: &InputBatch,
+        loss: Loss,
+        plan: &UpdatePlan,
+        beside: impl FnOnce() + Send,
+        laps: &mut impl Laps,
+    ) -> (BatchStats, bool) {
+        self.run_layers(x, loss, Some(beside), Some(plan), laps)
     }
 
     /// [`Network::compute_gradients_timed`], running `beside` (building the next batch) at the same
@@ -138,17 +168,19 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> BatchStats {
-        self.run_layers(x, loss, Some(beside), laps)
+        self.run_layers(x, loss, Some(beside), None, laps).0
     }
 
-    /// Forward, loss and backward, with `beside` as [`Network::compute_gradients_beside`] runs it.
+    /// Forward, loss and backward, with `beside` as [`Network::compute_gradients_beside`] runs it, then
+    /// the update of `plan` if any ([`Network::train_step`]); returns whether it updated.
     fn run_layers<F: FnOnce() + Send>(
         &mut self,
         x: &InputBatch,
         loss: Loss,
         mut beside: Option<F>,
+        plan: Option<&UpdatePlan>,
         laps: &mut impl Laps,
-    ) -> BatchStats {
+    ) -> (BatchStats, bool) {
         let n = x.rows();
         if !self.builds_beside() {
             if let Some(beside) = beside.take() {
@@ -162,13 +194,29 @@ impl Network {
             Some(beside) => crate::parallel::join(|| self.later_layers(x, loss, laps), beside).0,
             None => self.later_layers(x, loss, laps),
         };
+        let update = plan.filter(|plan| plan.allow_nan || stats.loss_sum.is_finite());
         let (out, dout) = (
             self.outputs[0].slice(s![..n, ..]),
             self.douts[0].slice(s![..n, ..]),
         );
-        self.layers[0].backward_input(x, out, dout);
+        let first = &mut self.layers[0];
+        match update {
+            Some(plan) if !plan.keep_gradients => {
+                first.backward_input_and_update(x, out, dout, &plan.sgd)
+            }
+            _ => first.backward_input(x, out, dout),
+        }
         laps.lap(Stage::Backward(0));
-        stats
+        if let Some(plan) = update {
+            let skip = if plan.keep_gradients { 0 } else { 1 };
+            for layer in self.layers.iter_mut().skip(skip) {
+                for param in layer.params_mut() {
+                    plan.sgd.step(param);
+                }
+            }
+            laps.lap(Stage::Update);
+        }
+        (stats, update.is_some())
     }
 
     /// Whether [`Network::compute_gradients_beside`] runs its `beside` at the same time as the layers.

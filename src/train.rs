@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::eval::evaluate;
 use crate::loss::Loss;
 use crate::model::EVAL_BATCH;
-use crate::network::Network;
+use crate::network::{Network, UpdatePlan};
 use crate::optim::Sgd;
 use crate::spec::NetSpec;
 
@@ -149,7 +149,7 @@ pub fn train(
     let iters_per_epoch = train.len().div_ceil(settings.batch_size);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
-    // The next training batch, built while the current one trains (Network::compute_gradients_beside).
+    // The next training batch, built while the current one trains (Network::train_step).
     // The same capacity, as the two are swapped and `batch` also holds test batches.
     let mut next_batch = InputBatch::new(capacity, width, network.input_path(settings.input_path));
 
@@ -193,15 +193,20 @@ pub fn train(
             iter += 1;
             let next = batches.peek().copied();
             let build_next = || next.map_or((), |next| next_batch.fill(train, next));
-            let stats =
-                network.compute_gradients_beside(&batch, settings.loss, build_next, &mut ());
+            let plan = UpdatePlan {
+                sgd: settings.sgd,
+                allow_nan: settings.allow_nan,
+                // The norms are read after the step.
+                keep_gradients: settings
+                    .grad_norm_every
+                    .is_some_and(|every| step.is_multiple_of(every)),
+            };
+            let (stats, updated) =
+                network.train_step(&batch, settings.loss, &plan, build_next, &mut ());
             if next.is_some() {
                 std::mem::swap(&mut batch, &mut next_batch);
             }
-            let diverged = !settings.allow_nan && !stats.loss_sum.is_finite();
-            if !diverged {
-                network.update(&settings.sgd);
-            }
+            let diverged = !updated;
             epoch_loss_sum += stats.mean_loss();
             epoch_acc_sum += stats.accuracy();
             epoch_iters += 1;
@@ -215,7 +220,7 @@ pub fn train(
                 acc: stats.accuracy(),
                 time_s: elapsed(),
             })?;
-            // The update leaves the gradients as they were, so they can be read after it.
+            // This step kept its gradients (the plan's keep_gradients), so they can be read after it.
             if settings
                 .grad_norm_every
                 .is_some_and(|every| step.is_multiple_of(every))

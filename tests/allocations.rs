@@ -8,7 +8,7 @@ use mlp::alloc::{CacheAligned, allocations};
 use mlp::batch::{InputBatch, InputPath};
 use mlp::data::Dataset;
 use mlp::linalg::matrixmultiply_calls;
-use mlp::network::Network;
+use mlp::network::{Network, UpdatePlan};
 use mlp::optim::Sgd;
 use mlp::{Loss, NetSpec};
 use rand::SeedableRng;
@@ -25,10 +25,14 @@ fn count(data: &Dataset, spec: &str, path: InputPath) -> (usize, usize) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut network = Network::new(spec.build(&mut rng), 784, 100);
     let mut batch = InputBatch::new(100, 784, path);
-    let sgd = Sgd {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 5e-4,
+    let plan = UpdatePlan {
+        sgd: Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        },
+        allow_nan: false,
+        keep_gradients: false,
     };
     // Batches in the order of a shuffled epoch: image i * 7919 % 60000 (7919 is prime to 60000).
     let order: Vec<u32> = (0..60_000u32).map(|i| i * 7919 % 60_000).collect();
@@ -38,8 +42,7 @@ fn count(data: &Dataset, spec: &str, path: InputPath) -> (usize, usize) {
             start = (allocations(), matrixmultiply_calls());
         }
         batch.fill(&data.train, indices);
-        network.compute_gradients(&batch, Loss::SoftmaxCe);
-        network.update(&sgd);
+        network.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
     }
     (allocations() - start.0, matrixmultiply_calls() - start.1)
 }

@@ -229,3 +229,93 @@ fn sparse_and_dense_input_paths_agree() {
     assert!((dense_outcome.test_loss - sparse_outcome.test_loss).abs() < 1e-4);
     assert!((dense_outcome.test_acc - sparse_outcome.test_acc).abs() <= 0.002);
 }
+
+/// `Network::train_step` updates the first layer from its gradient while that is in cache: the same
+/// parameters and velocities, to the bit, as computing every gradient and then updating, on one thread
+/// and on two, for a batch count that ends on an odd row; a step that keeps its gradients leaves them
+/// all readable; a non-finite loss updates nothing unless NaNs are allowed.
+#[test]
+fn the_fused_update_equals_gradients_then_update() {
+    use mlp::batch::InputPath;
+    use mlp::network::UpdatePlan;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_mnist_subset(dir.path(), 1000);
+    let data = Dataset::load(dir.path()).unwrap();
+    let spec: NetSpec = "linear,fc1,784,300,0.01; relu,r; linear,fc2,300,10,0.01"
+        .parse()
+        .unwrap();
+    let sgd = Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    let new_net = || {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        Network::new(spec.build(&mut rng), 784, 101)
+    };
+    let order: Vec<u32> = (0..1000u32).map(|i| i * 7 % 1000).collect();
+    // Five steps; the last keeps its gradients, which are returned.
+    let run = |fused: bool| {
+        let mut net = new_net();
+        let mut batch = InputBatch::new(101, 784, InputPath::Sparse);
+        for (step, indices) in order.chunks(101).take(5).enumerate() {
+            batch.fill(&data.train, indices);
+            if fused {
+                let plan = UpdatePlan {
+                    sgd,
+                    allow_nan: false,
+                    keep_gradients: step == 4,
+                };
+                let (_, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
+                assert!(updated);
+            } else {
+                net.compute_gradients(&batch, Loss::SoftmaxCe);
+                net.update(&sgd);
+            }
+        }
+        let grads: Vec<Array2<f32>> = net.params().map(|p| p.grad.clone()).collect();
+        assert!(grads[0].iter().any(|&g| g != 0.0));
+        (net, grads)
+    };
+    for threads in [1, 2] {
+        let (plain, fused) = if threads == 1 {
+            (run(false), run(true))
+        } else {
+            mlp::parallel::with_helper(|| (run(false), run(true)))
+        };
+        assert_eq!(
+            plain.1, fused.1,
+            "{threads} thread(s): gradients of a kept step"
+        );
+        for (a, b) in plain.0.params().zip(fused.0.params()) {
+            assert!(a.value == b.value, "{threads} thread(s): {}", a.name);
+            assert!(
+                a.velocity == b.velocity,
+                "{threads} thread(s): {} velocity",
+                a.name
+            );
+        }
+    }
+    // A NaN in the last layer's weight makes the loss NaN: nothing moves, unless allowed.
+    let mut batch = InputBatch::new(101, 784, InputPath::Sparse);
+    batch.fill(&data.train, &order[..101]);
+    for allow_nan in [false, true] {
+        let mut net = new_net();
+        net.params_mut().nth(2).unwrap().value[[3, 0]] = f32::NAN;
+        let before: Vec<Array2<f32>> = net.params().map(|p| p.value.clone()).collect();
+        let plan = UpdatePlan {
+            sgd,
+            allow_nan,
+            keep_gradients: false,
+        };
+        let (stats, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
+        assert!(stats.loss_sum.is_nan());
+        assert_eq!(updated, allow_nan);
+        let after: Vec<Array2<f32>> = net.params().map(|p| p.value.clone()).collect();
+        let unchanged = before
+            .iter()
+            .zip(&after)
+            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert_eq!(unchanged, !allow_nan);
+    }
+}

@@ -19,7 +19,8 @@ use rand_distr::{Distribution, Normal};
 use super::{Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
 use crate::linalg::{matmul, matmul_split_inner};
-use crate::sparse::{gather_rows, gather_rows_split_src};
+use crate::optim::Sgd;
+use crate::sparse::{gather_rows, gather_rows_split_src, gather_rows_update};
 
 pub struct Linear {
     name: String,
@@ -136,6 +137,25 @@ impl Layer for Linear {
         self.row.assign(&bias.grad.row(0));
         self.row *= OFFSET;
         gather_rows(sparse.by_col, dout, self.row.view(), weight.grad.view_mut());
+    }
+
+    fn backward_input_and_update(
+        &mut self,
+        x: &InputBatch,
+        out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        sgd: &Sgd,
+    ) {
+        let Some(sparse) = x.sparse() else {
+            self.backward_input(x, out, dout);
+            return self.params.iter_mut().for_each(|p| sgd.step(p));
+        };
+        let [weight, bias] = &mut self.params;
+        sum_rows(dout, bias);
+        self.row.assign(&bias.grad.row(0));
+        self.row *= OFFSET;
+        gather_rows_update(sparse.by_col, dout, self.row.view(), weight, sgd);
+        sgd.step(bias);
     }
 
     fn params(&self) -> &[Param] {

@@ -10,6 +10,7 @@ mod linear;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::batch::InputBatch;
+use crate::optim::Sgd;
 
 pub use activation::{Relu, Sigmoid};
 pub use linear::Linear;
@@ -22,7 +23,7 @@ pub struct Param {
     pub value: Array2<f32>,
     /// Overwritten by each `backward`, not accumulated.
     pub grad: Array2<f32>,
-    /// Momentum buffer of [`Sgd`](crate::optim::Sgd), zero at the start.
+    /// Momentum buffer of [`Sgd`], zero at the start.
     pub velocity: Array2<f32>,
 }
 
@@ -94,6 +95,22 @@ pub trait Layer: Send {
     /// `backward` for the network's first layer (no `dinp`: nothing is upstream).
     fn backward_input(&mut self, x: &InputBatch, out: ArrayView2<f32>, dout: ArrayView2<f32>) {
         self.backward(x.dense(), out, dout, None);
+    }
+
+    /// [`Layer::backward_input`] followed by `sgd`'s update of every parameter. Layers that can update
+    /// while their gradient is still in cache override it (Linear on a sparse batch, which then leaves
+    /// its weight's `grad` as it was: the gradient never goes to memory).
+    fn backward_input_and_update(
+        &mut self,
+        x: &InputBatch,
+        out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        sgd: &Sgd,
+    ) {
+        self.backward_input(x, out, dout);
+        for param in self.params_mut() {
+            sgd.step(param);
+        }
     }
 
     /// The trainable parameters, empty for activations.
