@@ -64,6 +64,15 @@ impl Linear {
     pub fn bias(&self) -> &Param {
         &self.params[1]
     }
+
+    /// For the sparse path's weight gradient: the bias gradient `db = 1ᵀ dout`, and in `row` the
+    /// `offset · db` that every row of `dW` starts from.
+    fn bias_grad_and_start_row(&mut self, dout: ArrayView2<f32>) {
+        let bias = &mut self.params[1];
+        sum_rows(dout, bias);
+        self.row.assign(&bias.grad.row(0));
+        self.row *= OFFSET;
+    }
 }
 
 impl Layer for Linear {
@@ -131,11 +140,8 @@ impl Layer for Linear {
         let Some(sparse) = x.sparse() else {
             return self.backward(x.dense(), out, dout, None);
         };
-        let [weight, bias] = &mut self.params;
-        sum_rows(dout, bias);
-        // Every row of dW starts at offset · db.
-        self.row.assign(&bias.grad.row(0));
-        self.row *= OFFSET;
+        self.bias_grad_and_start_row(dout);
+        let weight = &mut self.params[0];
         gather_rows(sparse.by_col, dout, self.row.view(), weight.grad.view_mut());
     }
 
@@ -150,10 +156,8 @@ impl Layer for Linear {
             self.backward_input(x, out, dout);
             return self.params.iter_mut().for_each(|p| sgd.step(p));
         };
+        self.bias_grad_and_start_row(dout);
         let [weight, bias] = &mut self.params;
-        sum_rows(dout, bias);
-        self.row.assign(&bias.grad.row(0));
-        self.row *= OFFSET;
         gather_rows_update(sparse.by_col, dout, self.row.view(), weight, sgd);
         sgd.step(bias);
     }

@@ -42,19 +42,10 @@ pub fn gather_rows(
     init: ArrayView1<f32>,
     out: ArrayViewMut2<f32>,
 ) {
-    let n = src.ncols();
-    let rows = sparse.nrows();
-    assert_eq!(out.dim(), (rows, n), "gather_rows output shape");
-    assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
-    assert_eq!(init.len(), n, "gather_rows init width");
-    let init = init.as_slice().expect("contiguous init");
-    if n == 0 || rows == 0 {
+    let Some(init) = checked_init(sparse, src, &init, out.dim()) else {
         return;
-    }
-    // Parts of whole pairs of rows.
-    let height = rows
-        .div_ceil(crate::parallel::threads())
-        .next_multiple_of(2);
+    };
+    let (rows, height) = (sparse.nrows(), part_height(sparse.nrows()));
     if height < rows {
         for_row_parts(out, height, &|first, out| {
             gather_range(sparse, first, src, 0..src.nrows(), Some(init), out)
@@ -62,6 +53,28 @@ pub fn gather_rows(
     } else {
         gather_range(sparse, 0, src, 0..src.nrows(), Some(init), out);
     }
+}
+
+/// `init` as a slice, after checking that an output of `out_dim` fits `sparse` and `src`; `None` when
+/// the output is empty.
+fn checked_init<'a>(
+    sparse: &SparseRows,
+    src: ArrayView2<f32>,
+    init: &'a ArrayView1<f32>,
+    out_dim: (usize, usize),
+) -> Option<&'a [f32]> {
+    let n = src.ncols();
+    assert_eq!(out_dim, (sparse.nrows(), n), "gather_rows output shape");
+    assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
+    assert_eq!(init.len(), n, "gather_rows init width");
+    let init = init.as_slice().expect("contiguous init");
+    (n > 0 && out_dim.0 > 0).then_some(init)
+}
+
+/// Output rows per thread: as [`Sgd::step`] splits a weight's rows, rounded up to whole pairs.
+fn part_height(rows: usize) -> usize {
+    rows.div_ceil(crate::parallel::threads())
+        .next_multiple_of(2)
 }
 
 /// [`gather_rows`] into a weight's gradient, immediately consumed by its SGD update: `param`'s value and
@@ -78,22 +91,11 @@ pub fn gather_rows_update(
     param: &mut Param,
     sgd: &Sgd,
 ) {
-    let (rows, n) = param.value.dim();
-    assert_eq!(rows, sparse.nrows(), "gather_rows_update rows");
-    assert_eq!(n, src.ncols(), "gather_rows_update width");
-    assert_eq!(
-        src.nrows(),
-        sparse.ncols(),
-        "gather_rows_update source rows"
-    );
-    assert_eq!(init.len(), n, "gather_rows_update init width");
-    let init = init.as_slice().expect("contiguous init");
-    if n == 0 || rows == 0 {
+    let Some(init) = checked_init(sparse, src, &init, param.value.dim()) else {
         return;
-    }
-    let height = rows
-        .div_ceil(crate::parallel::threads())
-        .next_multiple_of(2);
+    };
+    let n = src.ncols();
+    let height = part_height(sparse.nrows());
     let parts = (param.value.view_mut(), param.velocity.view_mut());
     for_row_parts(parts, height, &|first, (mut value, mut velocity)| {
         SCRATCH.with_borrow_mut(|scratch| {
