@@ -3,10 +3,11 @@
 //! It runs the training loop of `mlp train` (same batches, same arithmetic) with a clock read between
 //! stages: batch gathering, each layer's forward and backward, the loss, the SGD update, and the test
 //! evaluation. The first layer's update is part of its backward stage: it is made from the gradient
-//! while that is in cache ([`Network::train_step`]). Reading the clock costs about 20 ns a stage, far below any stage here.
+//! while that is in cache ([`Network::train_step`]). Reading the clock costs about 20 ns a stage, far
+//! below any stage here.
 //!
 //! With two threads and light layers after the first (MLP1), the next batch is built on the other
-//! thread while those layers run ([`Network::compute_gradients_beside`]); its stage then reads
+//! thread while those layers run ([`Network::train_step`]); its stage then reads
 //! "gather batch (beside)" and its time is hidden, not part of the epoch's.
 
 use std::io::Write;

@@ -143,7 +143,8 @@ fn transposed_product(
                 || part(b.slice(s![.., mid..]), init.map(|i| i.1), right),
             );
         }
-        // Rows: every part needs all of `b`, copied once (split over the threads) and shared.
+        // By rows, or on one thread: every part needs all of `b`, copied once (split over the
+        // threads when large) and shared.
         _ => BY_ROWS.with_borrow_mut(|buffer| {
             let b = copy_by_rows(b, buffer);
             crate::gemm::matmul(a, b, init, c)

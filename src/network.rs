@@ -13,10 +13,10 @@ use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
 
 /// Parameters in the layers after the first up to which they run beside the next batch's building
-/// (see [`Network::compute_gradients_beside`]).
+/// (see [`Network::train_step`]).
 const LIGHT_LATER_LAYERS: usize = 1 << 16;
 
-/// A step of [`Network::compute_gradients_timed`]; numbers are layer indices.
+/// A stage of [`Network::train_step`]; numbers are layer indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Forward(usize),
@@ -127,24 +127,21 @@ impl Network {
     /// Forward, loss and backward for one batch: afterwards every parameter's `grad` holds the gradient
     /// of the batch's mean loss. Returns the batch's loss and accuracy.
     pub fn compute_gradients(&mut self, x: &InputBatch, loss: Loss) -> BatchStats {
-        self.compute_gradients_timed(x, loss, &mut ())
+        self.run_layers::<fn()>(x, loss, None, None, &mut ()).0
     }
 
-    /// [`Network::compute_gradients`], telling `laps` when each stage ends (for `mlp bench`).
-    pub fn compute_gradients_timed(
-        &mut self,
-        x: &InputBatch,
-        loss: Loss,
-        laps: &mut impl Laps,
-    ) -> BatchStats {
-        self.run_layers::<fn()>(x, loss, None, None, laps).0
-    }
-
-    /// One training step: [`Network::compute_gradients_beside`] and the SGD update of `plan`, which is
-    /// skipped when the batch's loss is not finite (unless `plan.allow_nan`). The first layer updates
-    /// its weight from its gradient while the gradient is in cache, unless `plan.keep_gradients`
+    /// One training step: forward, loss, backward and the SGD update of `plan`, which is skipped when
+    /// the batch's loss is not finite (unless `plan.allow_nan`). The first layer updates its weight
+    /// from its gradient while the gradient is in cache, unless `plan.keep_gradients`
     /// ([`Layer::backward_input_and_update`]): the same numbers, to the bit. Returns the batch's loss
-    /// and accuracy and whether the parameters were updated.
+    /// and accuracy and whether the parameters were updated. `laps` is told when each stage ends (for
+    /// `mlp bench`).
+    ///
+    /// `beside` (building the next batch) runs at the same time on the other thread when there is one
+    /// ([`crate::parallel::join`]) and the layers after the first are light: those run on one thread
+    /// and would leave the other idle. With heavier layers there, which split over both threads
+    /// themselves, or on one thread, `beside` runs first, on its own (as the batch was built before
+    /// this step, so the step finds its data in cache).
     pub fn train_step(
         &mut self,
         x: &InputBatch,
@@ -156,23 +153,8 @@ impl Network {
         self.run_layers(x, loss, Some(beside), Some(plan), laps)
     }
 
-    /// [`Network::compute_gradients_timed`], running `beside` (building the next batch) at the same
-    /// time on the other thread when there is one ([`crate::parallel::join`]) and the layers after the
-    /// first are light: those run on one thread and would leave the other idle. With heavier layers
-    /// there, which split over both threads themselves, or on one thread, `beside` runs first, on its
-    /// own (as the batch was built before this step, so the step finds its data in cache).
-    pub fn compute_gradients_beside(
-        &mut self,
-        x: &InputBatch,
-        loss: Loss,
-        beside: impl FnOnce() + Send,
-        laps: &mut impl Laps,
-    ) -> BatchStats {
-        self.run_layers(x, loss, Some(beside), None, laps).0
-    }
-
-    /// Forward, loss and backward, with `beside` as [`Network::compute_gradients_beside`] runs it, then
-    /// the update of `plan` if any ([`Network::train_step`]); returns whether it updated.
+    /// Forward, loss and backward, with `beside` as [`Network::train_step`] runs it, then the update of
+    /// `plan` if any; returns whether it updated.
     fn run_layers<F: FnOnce() + Send>(
         &mut self,
         x: &InputBatch,
@@ -219,7 +201,7 @@ impl Network {
         (stats, update.is_some())
     }
 
-    /// Whether [`Network::compute_gradients_beside`] runs its `beside` at the same time as the layers.
+    /// Whether [`Network::train_step`] runs its `beside` at the same time as the layers.
     pub fn builds_beside(&self) -> bool {
         crate::parallel::threads() >= 2 && self.later_layers_are_light()
     }
