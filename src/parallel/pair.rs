@@ -122,37 +122,24 @@ struct Wait<'a>(&'a Shared);
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        while self.0.state.load(Acquire) != DONE {
-            std::hint::spin_loop();
-        }
+        wait_for_helper(self.0);
         self.0.state.store(IDLE, Relaxed);
+    }
+}
+
+/// Spins until the helper reports its job done. Never inlined, so that a profile shows the time the
+/// forking thread waits under this name (inlined, it was charged to whichever caller forked).
+#[inline(never)]
+fn wait_for_helper(shared: &Shared) {
+    while shared.state.load(Acquire) != DONE {
+        std::hint::spin_loop();
     }
 }
 
 /// The helper's loop: wait for a job (spinning, then parked), run it, report it done.
 fn help(shared: &Shared) {
     super::mark_helper_thread();
-    loop {
-        let mut idle_since = Instant::now();
-        let mut spins = 0u32;
-        loop {
-            match shared.state.load(Acquire) {
-                POSTED => break,
-                STOP => return,
-                _ => {}
-            }
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && idle_since.elapsed() >= SPIN_FOR {
-                shared.parked.store(true, SeqCst);
-                // A job posted before `parked` was set found it false and did not unpark: look again.
-                if shared.state.load(SeqCst) == IDLE {
-                    thread::park();
-                }
-                shared.parked.store(false, SeqCst);
-                idle_since = Instant::now();
-            }
-        }
+    while wait_for_job(shared) {
         // SAFETY: POSTED hands `job` to this thread (see `Shared`).
         let Job(job) = unsafe { (*shared.job.get()).take() }.expect("a posted job");
         // SAFETY: the forking thread keeps the closure alive until it sees DONE.
@@ -162,6 +149,32 @@ fn help(shared: &Shared) {
             unsafe { *shared.panic.get() = Some(panic) };
         }
         shared.state.store(DONE, Release);
+    }
+}
+
+/// Spins, then parks, until a job is posted (true) or the pair stops (false). Never inlined, so that a
+/// profile shows the helper's idle time under this name.
+#[inline(never)]
+fn wait_for_job(shared: &Shared) -> bool {
+    let mut idle_since = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        match shared.state.load(Acquire) {
+            POSTED => return true,
+            STOP => return false,
+            _ => {}
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) && idle_since.elapsed() >= SPIN_FOR {
+            shared.parked.store(true, SeqCst);
+            // A job posted before `parked` was set found it false and did not unpark: look again.
+            if shared.state.load(SeqCst) == IDLE {
+                thread::park();
+            }
+            shared.parked.store(false, SeqCst);
+            idle_since = Instant::now();
+        }
     }
 }
 
