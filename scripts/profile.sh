@@ -51,7 +51,7 @@ perf report -i "$work/perf.data" --no-children --sort comm,sym --stdio -g none -
     | grep -E '^ +[0-9.]+%' >"$work/report.txt"
 
 echo "$net, $threads thread(s), $epochs epochs: cpu-clock samples at $rate Hz, in seconds per epoch"
-echo "(loading the data in seconds, once)"
+echo "(the last two lines in seconds for the whole run: mostly start-up, loading and first-touch page faults)"
 awk -v rate="$rate" -v epochs="$epochs" -v top="$top" '
     # One line per (thread, function): "pct samples comm [.] symbol".
     {
@@ -60,10 +60,10 @@ awk -v rate="$rate" -v epochs="$epochs" -v top="$top" '
         thread = (comm == "mlp-helper") ? "helper" : "main"
         kind = classify(sym, $4)
         secs[kind, thread] += samples / rate
-        total[thread] += samples / rate
-        if (!(kind in seen)) { seen[kind] = 1; order[++kinds] = kind }
+        if (!(kind in seen) && !once(kind)) { seen[kind] = 1; order[++kinds] = kind }
         if (n_fun < top) { fun[++n_fun] = sprintf("%8.3f  %-6s %s", samples / rate / epochs, thread, sym) }
     }
+    function once(kind) { return kind == "loading the data" || kind ~ /^kernel/ }
     function classify(sym, where) {
         if (sym ~ /wait_for_helper/) return "waiting for the helper (main)"
         if (sym ~ /wait_for_job/) return "waiting for a job (helper)"
@@ -83,12 +83,17 @@ awk -v rate="$rate" -v epochs="$epochs" -v top="$top" '
     END {
         printf "%-34s %9s %9s %9s\n", "work", "main", "helper", "both"
         for (i = 1; i <= kinds; i++) {
-            k = order[i]; per = (k == "loading the data") ? 1 : epochs
-            m = secs[k, "main"] / per; h = secs[k, "helper"] / per
+            k = order[i]; m = secs[k, "main"] / epochs; h = secs[k, "helper"] / epochs
             printf "%-34s %9.3f %9.3f %9.3f\n", k, m, h, m + h
+            sm += m; sh += h
         }
-        printf "%-34s %9.1f %9.1f %9.1f\n", "all samples, seconds in the run", total["main"], total["helper"], total["main"] + total["helper"]
-        printf "\nbusiest functions, seconds per epoch (loading included)\n"
+        printf "%-34s %9.3f %9.3f %9.3f\n", "all of an epoch", sm, sh, sm + sh
+        split("loading the data|kernel: page faults, syscalls", last, "|")
+        for (i = 1; i <= 2; i++) {
+            k = last[i]; m = secs[k, "main"]; h = secs[k, "helper"]
+            printf "%-34s %9.3f %9.3f %9.3f\n", k " (run)", m, h, m + h
+        }
+        if (n_fun) printf "\nbusiest functions, seconds per epoch (all samples / epochs)\n"
         for (i = 1; i <= n_fun; i++) print fun[i]
     }
 ' "$work/report.txt"
