@@ -12,7 +12,7 @@
 //! from the nonzero pixels only: `out = S W + (b + offset · colsum(W))` and
 //! `dW = Sᵀ dout + offset · 1 · dbᵀ`.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -20,15 +20,25 @@ use super::{Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
 use crate::linalg::{matmul, matmul_split_inner};
 use crate::optim::Sgd;
-use crate::sparse::{gather_rows, gather_rows_split_src, gather_rows_update};
+use crate::parallel::for_row_parts_with;
+use crate::sparse::{
+    ColumnSums, gather_rows, gather_rows_split_src, gather_rows_update, part_height,
+};
 
 pub struct Linear {
     name: String,
     /// `[weight, bias]`.
     params: [Param; 2],
-    /// Scratch rows for the sparse path's constant term, kept to avoid an allocation per batch.
+    /// Scratch row for the sparse path's constant terms, kept to avoid an allocation per batch.
     row: Array1<f32>,
-    bottom_sums: Array1<f32>,
+    /// The sparse forward pass's `b + offset · colsum(W)` in parts, one per part of the weight's rows
+    /// (`sparse::part_height`): the bias and the first part's rows in the first, the other parts'
+    /// rows from zero. Made by the fused update ([`Layer::backward_input_and_update`]) or, when stale,
+    /// by the forward pass.
+    column_sums: Vec<Array1<f32>>,
+    /// The part height `column_sums` were made with while they match the weight and bias; `None` once
+    /// either may have changed otherwise (`params_mut`, an unfused update).
+    sums_height: Option<usize>,
     /// The forward pass's second half of the sum on two threads (`gather_rows_split_src`,
     /// `matmul_split_inner`), grown once.
     partial: Array2<f32>,
@@ -48,7 +58,8 @@ impl Linear {
         Linear {
             name: name.to_string(),
             row: Array1::zeros(weight.ncols()),
-            bottom_sums: Array1::zeros(weight.ncols()),
+            column_sums: Vec::new(),
+            sums_height: None,
             partial: Array2::zeros((0, 0)),
             params: [
                 Param::new(format!("{name}.weight"), weight),
@@ -63,6 +74,19 @@ impl Linear {
 
     pub fn bias(&self) -> &Param {
         &self.params[1]
+    }
+
+    /// `column_sums` made ready for parts of `height` rows of the weight: the bias in the first part,
+    /// zeros in the others.
+    fn start_column_sums(&mut self, height: usize) {
+        let [weight, bias] = &self.params;
+        let parts = crate::parallel::parts(weight.value.nrows(), height);
+        let n = weight.value.ncols();
+        if self.column_sums.len() < parts {
+            self.column_sums.resize(parts, Array1::zeros(n));
+        }
+        self.column_sums[0].assign(&bias.value.row(0));
+        self.column_sums[1..].iter_mut().for_each(|s| s.fill(0.0));
     }
 
     /// For the sparse path's weight gradient: the bias gradient `db = 1ᵀ dout`, and in `row` the
@@ -113,23 +137,25 @@ impl Layer for Linear {
         let Some(sparse) = x.sparse() else {
             return self.forward(x.dense(), out);
         };
-        let [weight, bias] = &self.params;
-        // row = b + offset · colsum(W), the column sums in two halves of the rows, on two threads when
-        // there are two (crate::parallel::join): each core sums the rows whose update it just wrote.
-        let w = weight.value.view();
-        let (top, bottom) = w.split_at(Axis(0), w.nrows() / 2);
-        let mut bottom_sums = std::mem::take(&mut self.bottom_sums);
-        self.row.assign(&bias.value.row(0));
-        bottom_sums.fill(0.0);
-        crate::parallel::join(
-            || add_column_sums(OFFSET, top, &mut self.row),
-            || add_column_sums(OFFSET, bottom, &mut bottom_sums),
-        );
-        self.row += &bottom_sums;
-        self.bottom_sums = bottom_sums;
+        // row = b + offset · colsum(W): from the update that made this weight, or summed here in the
+        // same parts, on the threads that update them, so that both ways give the same floats.
+        let height = part_height(self.weight().value.nrows());
+        if self.sums_height != Some(height) {
+            self.start_column_sums(height);
+            let w = self.params[0].value.view();
+            for_row_parts_with(w, height, &mut self.column_sums, &|_, w, sums| {
+                add_column_sums(OFFSET, w, sums)
+            });
+            self.sums_height = Some(height);
+        }
+        let parts = crate::parallel::parts(self.weight().value.nrows(), height);
+        self.row.assign(&self.column_sums[0]);
+        for sums in &self.column_sums[1..parts] {
+            self.row += sums;
+        }
         gather_rows_split_src(
             sparse.by_row,
-            weight.value.view(),
+            self.params[0].value.view(),
             self.row.view(),
             out,
             &mut self.partial,
@@ -154,12 +180,26 @@ impl Layer for Linear {
     ) {
         let Some(sparse) = x.sparse() else {
             self.backward_input(x, out, dout);
-            return self.params.iter_mut().for_each(|p| sgd.step(p));
+            return self.params_mut().iter_mut().for_each(|p| sgd.step(p));
         };
         self.bias_grad_and_start_row(dout);
-        let [weight, bias] = &mut self.params;
-        gather_rows_update(sparse.by_col, dout, self.row.view(), weight, sgd);
-        sgd.step(bias);
+        // The bias first: the column sums start from its new value.
+        sgd.step(&mut self.params[1]);
+        let height = part_height(self.weight().value.nrows());
+        self.start_column_sums(height);
+        let sums = ColumnSums {
+            scale: OFFSET,
+            parts: &mut self.column_sums,
+        };
+        gather_rows_update(
+            sparse.by_col,
+            dout,
+            self.row.view(),
+            &mut self.params[0],
+            sgd,
+            sums,
+        );
+        self.sums_height = Some(height);
     }
 
     fn params(&self) -> &[Param] {
@@ -167,6 +207,7 @@ impl Layer for Linear {
     }
 
     fn params_mut(&mut self) -> &mut [Param] {
+        self.sums_height = None;
         &mut self.params
     }
 }

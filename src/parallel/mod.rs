@@ -138,19 +138,51 @@ impl<A: Rows, B: Rows, C: Rows> Rows for (A, B, C) {
 /// Calls `work(first_row, part)` on consecutive parts of `out` of `height` rows (the last may be
 /// shorter), in parallel ([`join`]); `first_row` counts from the start of `out`.
 pub fn for_row_parts<R: Rows>(out: R, height: usize, work: &(impl Fn(usize, R) + Sync)) {
-    split(out, 0, height.max(1), work);
+    // A Vec of a zero-sized type never allocates.
+    let mut nothing = vec![(); parts(out.nrows(), height)];
+    for_row_parts_with(out, height, &mut nothing, &|first, part, _| {
+        work(first, part)
+    });
 }
 
-fn split<R: Rows>(out: R, first: usize, height: usize, work: &(impl Fn(usize, R) + Sync)) {
+/// [`for_row_parts`] that also hands each part its own element of `extras`, in order (a part's own
+/// accumulator); `extras` needs one element per part at least.
+pub fn for_row_parts_with<R: Rows, T: Send>(
+    out: R,
+    height: usize,
+    extras: &mut [T],
+    work: &(impl Fn(usize, R, &mut T) + Sync),
+) {
+    let height = height.max(1);
+    assert!(
+        extras.len() >= parts(out.nrows(), height),
+        "one extra per part"
+    );
+    split(out, 0, height, extras, work);
+}
+
+/// How many parts of `height` rows (the last may be shorter) cover `rows`; one when there are none.
+pub fn parts(rows: usize, height: usize) -> usize {
+    rows.div_ceil(height.max(1)).max(1)
+}
+
+fn split<R: Rows, T: Send>(
+    out: R,
+    first: usize,
+    height: usize,
+    extras: &mut [T],
+    work: &(impl Fn(usize, R, &mut T) + Sync),
+) {
     let parts = out.nrows().div_ceil(height);
     if parts <= 1 {
-        return work(first, out);
+        return work(first, out, &mut extras[0]);
     }
     let mid = parts / 2 * height;
     let (top, bottom) = out.split_rows(mid);
+    let (top_extras, bottom_extras) = extras.split_at_mut(parts / 2);
     join(
-        || split(top, first, height, work),
-        || split(bottom, first + mid, height, work),
+        || split(top, first, height, top_extras, work),
+        || split(bottom, first + mid, height, bottom_extras, work),
     );
 }
 

@@ -13,9 +13,9 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
 
-use crate::parallel::for_row_parts;
+use crate::parallel::{for_row_parts, for_row_parts_with};
 
 use super::SparseRows;
 use crate::layers::Param;
@@ -72,56 +72,82 @@ fn checked_init<'a>(
     (n > 0 && out_dim.0 > 0).then_some(init)
 }
 
-/// Output rows per thread: as [`Sgd::step`] splits a weight's rows, rounded up to whole pairs.
-fn part_height(rows: usize) -> usize {
+/// Output rows per thread: as [`Sgd::step`] splits a weight's rows, rounded up to whole pairs. Also
+/// how [`gather_rows_update`] splits the weight's rows, and with them its [`ColumnSums`].
+pub fn part_height(rows: usize) -> usize {
     rows.div_ceil(crate::parallel::threads())
         .next_multiple_of(2)
 }
 
+/// Column sums of a weight that [`gather_rows_update`] adds up from the rows it has just updated:
+/// `parts[k] += scale · (the sum of the k-th part's rows)`, in the order of the rows, with the rows
+/// split into parts of [`part_height`] rows. The first layer's forward pass needs `b + offset ·
+/// colsum(W)`; made here, while each updated row is in registers, it costs no pass over the weight
+/// of its own.
+pub struct ColumnSums<'a> {
+    pub scale: f32,
+    /// One row of sums per part at least.
+    pub parts: &'a mut [Array1<f32>],
+}
+
 /// [`gather_rows`] into a weight's gradient, immediately consumed by its SGD update: `param`'s value and
-/// velocity take the update from `init + S src` (`param.grad` is neither read nor written). The sums
-/// are made a group of `UPDATE_GROUP` (128) rows at a time into a buffer that each thread keeps, and that
-/// group's rows updated from it while it is in L2, so the whole gradient never goes to memory: it
-/// would be written (after reading its lines in), and read again by the update, both through L3 for a
-/// weight that with its gradient does not fit L2 (MLP2's first layer: 1.6 MB each). The rows are split
-/// over the threads as [`Sgd::step`] splits them.
+/// velocity take the update from `init + S src` (`param.grad` is neither read nor written), and `sums`
+/// the updated rows. The gradient's sums are made a group of `UPDATE_GROUP` (128) rows at a time into
+/// a buffer that each thread keeps, and that group's rows updated from it while it is in L2, so the
+/// whole gradient never goes to memory: it would be written (after reading its lines in), and read
+/// again by the update, both through L3 for a weight that with its gradient does not fit L2 (MLP2's
+/// first layer: 1.6 MB each). The rows are split over the threads as [`Sgd::step`] splits them.
 pub fn gather_rows_update(
     sparse: &SparseRows,
     src: ArrayView2<f32>,
     init: ArrayView1<f32>,
     param: &mut Param,
     sgd: &Sgd,
+    sums: ColumnSums,
 ) {
     let Some(init) = checked_init(sparse, src, &init, param.value.dim()) else {
         return;
     };
     let n = src.ncols();
     let height = part_height(sparse.nrows());
+    assert!(
+        sums.parts.iter().all(|s| s.len() == n),
+        "one column sum per column"
+    );
+    let scale = sums.scale;
     let parts = (param.value.view_mut(), param.velocity.view_mut());
-    for_row_parts(parts, height, &|first, (mut value, mut velocity)| {
-        SCRATCH.with_borrow_mut(|scratch| {
-            if scratch.nrows() < UPDATE_GROUP || scratch.ncols() != n {
-                *scratch = crate::layers::padded(UPDATE_GROUP, n);
-            }
-            for g in (0..value.nrows()).step_by(UPDATE_GROUP) {
-                let end = (g + UPDATE_GROUP).min(value.nrows());
-                let mut grad = scratch.slice_mut(s![..end - g, ..]);
-                gather_range(
-                    sparse,
-                    first + g,
-                    src,
-                    0..src.nrows(),
-                    Some(init),
-                    grad.view_mut(),
-                );
-                sgd.update_rows(
-                    value.slice_mut(s![g..end, ..]),
-                    grad.view(),
-                    velocity.slice_mut(s![g..end, ..]),
-                );
-            }
-        })
-    });
+    for_row_parts_with(
+        parts,
+        height,
+        sums.parts,
+        &|first, (mut value, mut velocity), sums| {
+            let sums = sums.as_slice_mut().expect("contiguous sums");
+            SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.nrows() < UPDATE_GROUP || scratch.ncols() != n {
+                    *scratch = crate::layers::padded(UPDATE_GROUP, n);
+                }
+                for g in (0..value.nrows()).step_by(UPDATE_GROUP) {
+                    let end = (g + UPDATE_GROUP).min(value.nrows());
+                    let mut grad = scratch.slice_mut(s![..end - g, ..]);
+                    gather_range(
+                        sparse,
+                        first + g,
+                        src,
+                        0..src.nrows(),
+                        Some(init),
+                        grad.view_mut(),
+                    );
+                    sgd.update_rows_summing(
+                        value.slice_mut(s![g..end, ..]),
+                        grad.view(),
+                        velocity.slice_mut(s![g..end, ..]),
+                        scale,
+                        sums,
+                    );
+                }
+            })
+        },
+    );
 }
 
 /// Rows of a weight whose gradient [`gather_rows_update`] makes at once: 128 rows of 500 floats take

@@ -12,7 +12,7 @@
 
 mod gather;
 
-pub use gather::{gather_rows, gather_rows_split_src, gather_rows_update};
+pub use gather::{ColumnSums, gather_rows, gather_rows_split_src, gather_rows_update, part_height};
 
 /// A sparse matrix by pairs of rows: rows `2p` and `2p + 1` share one list of entries, the columns
 /// where either is nonzero, `cols[starts[p]..starts[p + 1]]` (increasing), with each row's value at
