@@ -46,120 +46,93 @@ impl Sgd {
 
     /// One pass over a block of rows, on this thread: as one slice when contiguous, else row by row (a
     /// weight's rows are padded apart, see `Param::new`).
-    pub fn update_rows(
-        &self,
-        mut p: ArrayViewMut2<f32>,
-        g: ArrayView2<f32>,
-        mut v: ArrayViewMut2<f32>,
-    ) {
-        if let (Some(p), Some(g), Some(v)) = (p.as_slice_mut(), g.as_slice(), v.as_slice_mut()) {
-            return self.update_slices(p, g, v);
-        }
-        for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
-            match (p.as_slice_mut(), g.as_slice(), v.as_slice_mut()) {
-                (Some(p), Some(g), Some(v)) => self.update_slices(p, g, v),
-                _ => Zip::from(p)
-                    .and(g)
-                    .and(v)
-                    .for_each(|p, &g, v| self.update(p, g, v)),
-            }
-        }
+    pub fn update_rows(&self, p: ArrayViewMut2<f32>, g: ArrayView2<f32>, v: ArrayViewMut2<f32>) {
+        self.update_rows_summing(p, g, v, None)
     }
 
-    /// [`Sgd::update_rows`] that also adds `scale ·` every updated row of `p` into `sums` (one float per
-    /// column), row after row: the first layer's column sums for its next forward pass, made while each
-    /// row is in registers instead of read again from memory (see `sparse::gather_rows_update`). Each
-    /// sum is `sums[j] += scale * p[j]`, a multiply then an add, as `Linear` adds up a weight's rows.
+    /// [`Sgd::update_rows`] that, given `(scale, sums)`, also adds `scale ·` every updated row of `p`
+    /// into `sums` (one float per column), row after row: the first layer's column sums for its next
+    /// forward pass, made while each row is in registers instead of read again from memory (see
+    /// `sparse::gather_rows_update`). Each sum is `sums[j] += scale * p[j]`, a multiply then an add, as
+    /// `Linear` adds up a weight's rows.
     pub fn update_rows_summing(
         &self,
         mut p: ArrayViewMut2<f32>,
         g: ArrayView2<f32>,
         mut v: ArrayViewMut2<f32>,
-        scale: f32,
-        sums: &mut [f32],
+        mut sums: Option<(f32, &mut [f32])>,
     ) {
-        assert_eq!(sums.len(), p.ncols(), "one sum per column");
+        if let Some((_, sums)) = &sums {
+            assert_eq!(sums.len(), p.ncols(), "one sum per column");
+        } else if let (Some(p), Some(g), Some(v)) =
+            (p.as_slice_mut(), g.as_slice(), v.as_slice_mut())
+        {
+            return self.update_slices(p, g, v, None);
+        }
         for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
+            let sums = sums.as_mut().map(|(scale, sums)| (*scale, &mut **sums));
             match (p.as_slice_mut(), g.as_slice(), v.as_slice_mut()) {
-                (Some(p), Some(g), Some(v)) => self.update_and_sum_slices(p, g, v, scale, sums),
-                _ => Zip::from(p)
-                    .and(g)
-                    .and(v)
-                    .and(&mut ndarray::ArrayViewMut1::from(&mut *sums))
-                    .for_each(|p, &g, v, s| {
-                        self.update(p, g, v);
-                        *s += scale * *p;
-                    }),
+                (Some(p), Some(g), Some(v)) => self.update_slices(p, g, v, sums),
+                _ => {
+                    Zip::from(&mut p)
+                        .and(g)
+                        .and(v)
+                        .for_each(|p, &g, v| self.update(p, g, v));
+                    if let Some((scale, sums)) = sums {
+                        ndarray::ArrayViewMut1::from(sums).scaled_add(scale, &p);
+                    }
+                }
             }
         }
     }
 
-    fn update_and_sum_slices(
+    /// The update of one stretch of parameters (and the sums of [`Sgd::update_rows_summing`]), in a
+    /// loop the compiler vectorises: for AVX-512 where the CPU has it (the default x86-64 target stops
+    /// at SSE2, four floats at a time; measured, the update took 16% of an MLP1 epoch that way).
+    fn update_slices(
         &self,
         p: &mut [f32],
         g: &[f32],
         v: &mut [f32],
-        scale: f32,
-        sums: &mut [f32],
+        sums: Option<(f32, &mut [f32])>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { self.update_and_sum_slices_avx512(p, g, v, scale, sums) };
+            return unsafe { self.update_slices_avx512(p, g, v, sums) };
         }
-        self.update_and_sum_slices_portable(p, g, v, scale, sums)
+        self.update_slices_portable(p, g, v, sums)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn update_and_sum_slices_avx512(
+    fn update_slices_avx512(
         &self,
         p: &mut [f32],
         g: &[f32],
         v: &mut [f32],
-        scale: f32,
-        sums: &mut [f32],
+        sums: Option<(f32, &mut [f32])>,
     ) {
-        self.update_and_sum_slices_portable(p, g, v, scale, sums)
+        self.update_slices_portable(p, g, v, sums)
     }
 
     #[inline(always)]
-    fn update_and_sum_slices_portable(
+    fn update_slices_portable(
         &self,
         p: &mut [f32],
         g: &[f32],
         v: &mut [f32],
-        scale: f32,
-        sums: &mut [f32],
+        sums: Option<(f32, &mut [f32])>,
     ) {
+        let Some((scale, sums)) = sums else {
+            for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+                self.update(p, g, v);
+            }
+            return;
+        };
         for (((p, &g), v), s) in p.iter_mut().zip(g).zip(v).zip(sums) {
             self.update(p, g, v);
             *s += scale * *p;
-        }
-    }
-
-    /// The update of one stretch of parameters, in a loop the compiler vectorises: for AVX-512 where
-    /// the CPU has it (the default x86-64 target stops at SSE2, four floats at a time; measured, the
-    /// update took 16% of an MLP1 epoch that way).
-    fn update_slices(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { self.update_slices_avx512(p, g, v) };
-        }
-        self.update_slices_portable(p, g, v)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn update_slices_avx512(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
-        self.update_slices_portable(p, g, v)
-    }
-
-    #[inline(always)]
-    fn update_slices_portable(&self, p: &mut [f32], g: &[f32], v: &mut [f32]) {
-        for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
-            self.update(p, g, v);
         }
     }
 

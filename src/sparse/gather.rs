@@ -141,8 +141,7 @@ pub fn gather_rows_update(
                         value.slice_mut(s![g..end, ..]),
                         grad.view(),
                         velocity.slice_mut(s![g..end, ..]),
-                        scale,
-                        sums,
+                        Some((scale, &mut *sums)),
                     );
                 }
             })
