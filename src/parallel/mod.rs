@@ -234,6 +234,23 @@ mod tests {
         with_helper(every_row_once);
     }
 
+    #[test]
+    fn each_part_gets_its_own_extra_in_order() {
+        for threads_2 in [false, true] {
+            let run = || {
+                let mut m = Array2::<usize>::zeros((10, 1));
+                let mut extras = [usize::MAX; 5];
+                for_row_parts_with(m.view_mut(), 3, &mut extras, &|first, part, extra| {
+                    *extra = first * 100 + part.nrows();
+                });
+                extras
+            };
+            let extras = if threads_2 { with_helper(run) } else { run() };
+            // Four parts (3, 3, 3 and 1 rows); the fifth extra is left alone.
+            assert_eq!(extras, [3, 303, 603, 901, usize::MAX]);
+        }
+    }
+
     fn every_row_once() {
         for (rows, height) in [(10, 3), (10, 10), (10, 20), (1, 1), (7, 2), (0, 4)] {
             let mut m = Array2::<usize>::zeros((rows, 2));
