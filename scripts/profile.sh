@@ -69,7 +69,7 @@ awk -v rate="$rate" -v epochs="$epochs" -v top="$top" '
         if (sym ~ /wait_for_job/) return "waiting for a job (helper)"
         if (sym ~ /miniz|inflate|crc32|idx::|data::/) return "loading the data"
         if (where == "[k]") return "kernel: page faults, syscalls"
-        if (sym ~ /gather/) return "first layer, sparse (S W, St D)"
+        if (sym ~ /gather|scatter/) return "first layer, sparse (S W, St D)"
         if (sym ~ /gemm::|matrixmultiply|linalg::|transpose_16x16/) return "dense products"
         if (sym ~ /optim::|Sgd/) return "SGD update"
         if (sym ~ /sparse::|batch::|Sparse/) return "building batches"

@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 
 use crate::data::Split;
-use crate::sparse::{SparseBatch, SparseRows};
+use crate::sparse::{SparseBatch, SparseRows, Squares};
 
 /// The constant part of every normalised pixel: `x = p / 255 + OFFSET`.
 pub const OFFSET: f32 = -128.0 / 255.0;
@@ -34,10 +34,11 @@ pub enum InputPath {
     Sparse,
 }
 
-/// The sparse form of a batch: `x = pixels + OFFSET`, with `pixels` by rows and by columns.
+/// The sparse form of a batch: `x = pixels + OFFSET`, with `pixels` by columns (pixels) in pairs and
+/// in squares.
 pub struct SparseInput<'a> {
-    pub by_row: &'a SparseRows,
     pub by_col: &'a SparseRows,
+    pub squares: &'a Squares,
 }
 
 pub struct InputBatch {
@@ -123,8 +124,9 @@ impl InputBatch {
             prefetch(image(i));
         }
         if self.sparse {
-            self.pixels.fill(&split.images, width, indices, 1.0 / 255.0);
-            let nnz = self.pixels.by_row.nnz() as f64;
+            let shape = (width, split.line);
+            self.pixels.fill(&split.images, shape, indices, 1.0 / 255.0);
+            let nnz = self.pixels.by_col.nnz() as f64;
             let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
             self.sparse = !(self.path == InputPath::Auto && dense_enough);
         }
@@ -160,8 +162,8 @@ impl InputBatch {
     /// The sparse form, when this batch takes the sparse path.
     pub fn sparse(&self) -> Option<SparseInput<'_>> {
         self.sparse.then_some(SparseInput {
-            by_row: &self.pixels.by_row,
             by_col: &self.pixels.by_col,
+            squares: &self.pixels.squares,
         })
     }
 }

@@ -21,6 +21,9 @@ pub struct Split {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
     pub width: usize,
+    /// Pixels per row of an image (the IDX file's last dimension), for the sparse path's squares of
+    /// neighbouring pixels ([`crate::sparse::Squares`]); `width` when the rows are not known.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +42,7 @@ impl Split {
             images,
             labels,
             width,
+            line: width,
         }
     }
 
@@ -138,5 +142,8 @@ fn load_split(dir: &Path, images_stem: &str, labels_stem: &str) -> Result<Split>
             ),
         ));
     }
-    Ok(Split::new(images.data, labels.data, width))
+    Ok(Split {
+        line: images.dims[2],
+        ..Split::new(images.data, labels.data, width)
+    })
 }

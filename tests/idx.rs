@@ -145,6 +145,8 @@ fn dataset_takes_width_and_classes_from_the_files() {
     write_dataset(dir.path(), 12, 5, 4);
     let data = Dataset::load(dir.path()).unwrap();
     assert_eq!((data.input_width(), data.classes), (6, 4));
+    // Rows of 3 pixels, the images' last dimension, for the sparse path's squares of pixels.
+    assert_eq!(data.train.line, 3);
     assert_eq!((data.train.len(), data.test.len()), (12, 5));
     let mut batch = InputBatch::new(3, 6, InputPath::Dense);
     batch.fill(&data.train, &[1, 0]);
@@ -153,14 +155,18 @@ fn dataset_takes_width_and_classes_from_the_files() {
     assert_eq!(batch.dense()[[0, 0]], (222.0 - 128.0) / 255.0);
     assert_eq!(batch.dense()[[1, 0]], -128.0 / 255.0);
     assert_eq!(batch.labels(), &[1, 0]);
-    // The sparse form holds the nonzero pixels times 1/255; image 0's first pixel is 0 and left out.
+    // The sparse form holds the nonzero pixels times 1/255, by pixels (the images' columns, in pairs);
+    // image 0's first pixel is 0 and left out.
     let mut sparse = InputBatch::new(3, 6, InputPath::Sparse);
     sparse.fill(&data.train, &[1, 0]);
-    let rows = sparse.sparse().unwrap().by_row;
-    let (first, second): (Vec<_>, Vec<_>) = (rows.row(0).collect(), rows.row(1).collect());
-    assert_eq!((first.len(), second.len(), rows.nnz()), (6, 5, 11));
-    assert_eq!(first[0], (0, 222.0 * (1.0 / 255.0)));
-    assert_eq!(second[0], (1, 37.0 * (1.0 / 255.0)));
+    let by_col = sparse.sparse().unwrap().by_col;
+    let first_pixel: Vec<_> = by_col.row(0).collect();
+    assert_eq!((by_col.nrows(), by_col.ncols(), by_col.nnz()), (6, 2, 11));
+    assert_eq!(first_pixel, [(0, 222.0 * (1.0 / 255.0))]);
+    assert_eq!(
+        by_col.row(1).collect::<Vec<_>>(),
+        [(0, 3.0 * (1.0 / 255.0)), (1, 37.0 * (1.0 / 255.0))]
+    );
 }
 
 #[test]

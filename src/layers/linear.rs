@@ -21,9 +21,7 @@ use crate::batch::{InputBatch, OFFSET};
 use crate::linalg::{matmul, matmul_split_inner};
 use crate::optim::Sgd;
 use crate::parallel::for_row_parts_with;
-use crate::sparse::{
-    ColumnSums, gather_rows, gather_rows_split_src, gather_rows_update, part_height,
-};
+use crate::sparse::{ColumnSums, gather_rows, gather_rows_update, part_height, scatter_squares};
 
 pub struct Linear {
     name: String,
@@ -39,7 +37,7 @@ pub struct Linear {
     /// The part height `column_sums` were made with while they match the weight and bias; `None` once
     /// either may have changed otherwise (`params_mut`, an unfused update).
     sums_height: Option<usize>,
-    /// The forward pass's second half of the sum on two threads (`gather_rows_split_src`,
+    /// The forward pass's second half of the sum on two threads (`scatter_squares`,
     /// `matmul_split_inner`), grown once.
     partial: Array2<f32>,
 }
@@ -153,8 +151,8 @@ impl Layer for Linear {
         for sums in &self.column_sums[1..parts] {
             self.row += sums;
         }
-        gather_rows_split_src(
-            sparse.by_row,
+        scatter_squares(
+            sparse.squares,
             self.params[0].value.view(),
             self.row.view(),
             out,

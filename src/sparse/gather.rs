@@ -11,7 +11,6 @@
 //! columns, were slower.
 
 use std::cell::RefCell;
-use std::ops::Range;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
 
@@ -36,7 +35,7 @@ const PAIR_GROUP: usize = 64;
 /// part of a weight matrix through the forward pass, the gradient and the update, measured 1.08x the
 /// time of `mlp train --max-epoch 3` with rayon's join (2 threads); with the helper thread's fixed
 /// halves, the update's share of a run went up 1.6x (column halves of a row-major weight interleave
-/// in memory). For the forward pass see [`gather_rows_split_src`].
+/// in memory).
 pub fn gather_rows(
     sparse: &SparseRows,
     src: ArrayView2<f32>,
@@ -49,10 +48,10 @@ pub fn gather_rows(
     let (rows, height) = (sparse.nrows(), part_height(sparse.nrows()));
     if height < rows {
         for_row_parts(out, height, &|first, out| {
-            gather_range(sparse, first, src, 0..src.nrows(), Some(init), out)
+            gather_range(sparse, first, src, init, out)
         });
     } else {
-        gather_range(sparse, 0, src, 0..src.nrows(), Some(init), out);
+        gather_range(sparse, 0, src, init, out);
     }
 }
 
@@ -129,14 +128,7 @@ pub fn gather_rows_update(
                 for g in (0..value.nrows()).step_by(UPDATE_GROUP) {
                     let end = (g + UPDATE_GROUP).min(value.nrows());
                     let mut grad = scratch.slice_mut(s![..end - g, ..]);
-                    gather_range(
-                        sparse,
-                        first + g,
-                        src,
-                        0..src.nrows(),
-                        Some(init),
-                        grad.view_mut(),
-                    );
+                    gather_range(sparse, first + g, src, init, grad.view_mut());
                     sgd.update_rows_summing(
                         value.slice_mut(s![g..end, ..]),
                         grad.view(),
@@ -158,61 +150,17 @@ thread_local! {
     static SCRATCH: RefCell<Array2<f32>> = RefCell::new(Array2::zeros((0, 0)));
 }
 
-/// [`gather_rows`] with the sum split over the rows of `src` instead of the output's, on two threads:
-/// each reads only its half of `src`, which for a weight is the half of the rows its core updates
-/// ([`crate::optim::Sgd::step`] splits rows the same way), so no core reads rows that the other has
-/// just written (splitting the output rows, both cores read the whole weight every step). The second
-/// half's sums go to `partial` (grown to `out`'s shape when smaller) and are added in at the end.
-/// With other than two threads, [`gather_rows`].
-pub fn gather_rows_split_src(
-    sparse: &SparseRows,
-    src: ArrayView2<f32>,
-    init: ArrayView1<f32>,
-    out: ArrayViewMut2<f32>,
-    partial: &mut Array2<f32>,
-) {
-    let (rows, n) = out.dim();
-    if crate::parallel::threads() != 2 || rows == 0 || n == 0 {
-        return gather_rows(sparse, src, init, out);
-    }
-    assert_eq!(
-        (rows, n),
-        (sparse.nrows(), src.ncols()),
-        "gather_rows output shape"
-    );
-    assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
-    assert_eq!(init.len(), n, "gather_rows init width");
-    let init = init.as_slice().expect("contiguous init");
-    // At a block boundary, so that neither half ends on a sliver of a block (0..392 would end on
-    // the 8 rows 384..392, each output row's sum stored and loaded once more for them).
-    let mid = (src.nrows() / 2)
-        .next_multiple_of(BLOCK_SRC_ROWS)
-        .min(src.nrows());
-    crate::parallel::sum_in_halves(
-        out,
-        partial,
-        |out| gather_range(sparse, 0, src, 0..mid, Some(init), out),
-        |partial| gather_range(sparse, 0, src, mid..src.nrows(), None, partial),
-    );
-}
-
-/// [`gather_rows`] for the output rows `first..` that `out` holds, summing only the entries whose
-/// column is in `take` (rows of `src`), from `init` or, without it, from zero.
+/// [`gather_rows`] for the output rows `first..` that `out` holds.
 fn gather_range(
     sparse: &SparseRows,
     first: usize,
     src: ArrayView2<f32>,
-    take: Range<usize>,
-    init: Option<&[f32]>,
+    init: &[f32],
     mut out: ArrayViewMut2<f32>,
 ) {
     assert!(first + out.nrows() <= sparse.nrows() && src.nrows() == sparse.ncols());
     assert!(first.is_multiple_of(2), "parts start at a pair of rows");
-    assert!(
-        take.start <= take.end && take.end <= src.nrows(),
-        "source rows to take"
-    );
-    assert!(src.ncols() == out.ncols() && init.is_none_or(|i| i.len() == out.ncols()));
+    assert!(src.ncols() == out.ncols() && init.len() == out.ncols());
     assert!(
         src.len() <= 1 || src.ncols() <= 1 || src.strides()[1] == 1,
         "contiguous source rows"
@@ -224,7 +172,7 @@ fn gather_range(
     let src = Strided {
         ptr: src.as_ptr(),
         stride: src.strides()[0] as usize,
-        take,
+        rows: src.nrows(),
         width: src.ncols(),
     };
     let out = StridedMut {
@@ -242,12 +190,11 @@ fn gather_range(
     unsafe { gather_range_portable(sparse, first, &src, init, &out) }
 }
 
-/// A matrix by its first element and row stride, rows contiguous and `width` wide, of which the rows
-/// `take` are read.
+/// A matrix by its first element and row stride, `rows` rows contiguous and `width` wide.
 struct Strided {
     ptr: *const f32,
     stride: usize,
-    take: Range<usize>,
+    rows: usize,
     width: usize,
 }
 
@@ -266,7 +213,7 @@ unsafe fn gather_range_portable(
     sparse: &SparseRows,
     first: usize,
     src: &Strided,
-    init: Option<&[f32]>,
+    init: &[f32],
     out: &StridedMut,
 ) {
     let (starts, cols) = (sparse.starts(), sparse.cols());
@@ -276,11 +223,9 @@ unsafe fn gather_range_portable(
             // SAFETY: row i of the output part, columns j0 .. j0 + width, inside it.
             let dst =
                 unsafe { std::slice::from_raw_parts_mut(out.ptr.add(i * out.stride + j0), width) };
-            match init {
-                Some(init) => dst.copy_from_slice(&init[j0..j0 + width]),
-                None => dst.fill(0.0),
-            }
-            let range = entries_taken(starts, cols, (first + i) / 2, &src.take);
+            dst.copy_from_slice(&init[j0..j0 + width]);
+            let pair = (first + i) / 2;
+            let range = starts[pair]..starts[pair + 1];
             let vals = &sparse.vals(i % 2)[range.clone()];
             for (&c, &v) in cols[range].iter().zip(vals) {
                 // SAFETY: c < src.rows (the invariant), columns j0 .. j0 + width of that row.
@@ -303,7 +248,7 @@ unsafe fn gather_range_avx512(
     sparse: &SparseRows,
     first: usize,
     src: &Strided,
-    init: Option<&[f32]>,
+    init: &[f32],
     out: &StridedMut,
 ) {
     let mut cursor = [0usize; PAIR_GROUP];
@@ -318,7 +263,7 @@ unsafe fn gather_range_avx512(
                 vals: [sparse.vals(0), sparse.vals(1)],
                 src,
                 out,
-                init: init.map(|init| &init[j0..]),
+                init: &init[j0..],
                 j0,
                 width,
             };
@@ -340,26 +285,6 @@ unsafe fn gather_range_avx512(
     }
 }
 
-/// The entries of the pair of sparse rows `r` (`starts` and `cols` as in [`SparseRows`]) whose column
-/// is in `take`: the columns increase along a pair's entries. Searched only where `take` cuts the row (the forward pass split
-/// over two threads), not for every row of every block of a whole-row gather.
-fn entries_taken(starts: &[usize], cols: &[u32], r: usize, take: &Range<usize>) -> Range<usize> {
-    let (start, end) = (starts[r], starts[r + 1]);
-    let cols = &cols[start..end];
-    let from = if take.start == 0 {
-        0
-    } else {
-        cols.partition_point(|&c| (c as usize) < take.start)
-    };
-    let to = match cols.last() {
-        Some(&last) if (last as usize) >= take.end => {
-            from + cols[from..].partition_point(|&c| (c as usize) < take.end)
-        }
-        _ => cols.len(),
-    };
-    start + from..start + to
-}
-
 /// One block of columns, `j0 .. j0 + width`, of the output part.
 #[cfg(target_arch = "x86_64")]
 struct Block<'a> {
@@ -369,8 +294,8 @@ struct Block<'a> {
     vals: [&'a [f32]; 2],
     src: &'a Strided,
     out: &'a StridedMut,
-    /// `init` from column `j0` on, or zeros.
-    init: Option<&'a [f32]>,
+    /// `init` from column `j0` on.
+    init: &'a [f32],
     j0: usize,
     width: usize,
 }
@@ -411,23 +336,19 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
                 _mm512_mask_storeu_ps(p.add(16 * q), mask(q), *a);
             }
         };
-        let init = match init {
-            Some(init) => load(init.as_ptr()),
-            None => [_mm512_setzero_ps(); V],
-        };
+        let init = load(init.as_ptr());
         for (c, p) in cursor.iter_mut().zip(group.clone()) {
-            *c = entries_taken(starts, cols, p, &src.take).start;
+            *c = starts[p];
         }
         // At least one block, so that rows with no entries get `init`.
-        let take = src.take.start..src.take.end.max(src.take.start + 1);
-        for k0 in take.step_by(BLOCK_SRC_ROWS) {
-            let k1 = (k0 + BLOCK_SRC_ROWS).min(src.take.end);
+        for k0 in (0..src.rows.max(1)).step_by(BLOCK_SRC_ROWS) {
+            let k1 = (k0 + BLOCK_SRC_ROWS).min(src.rows);
             for (c, p) in cursor.iter_mut().zip(group.clone()) {
                 let o0 = out.ptr.add(2 * p * out.stride + j0);
                 let o1 = o0.add(out.stride);
                 let has_second = 2 * p + 1 < out.rows;
                 let (mut e, end) = (*c, starts[p + 1]);
-                let first = k0 == src.take.start;
+                let first = k0 == 0;
                 // A pair with no entries in this block keeps what it has; a quarter of MNIST's
                 // (row, block) pairs are empty (the image's top and bottom rows of pixels).
                 if !first && (e == end || cols[e] as usize >= k1) {
@@ -516,15 +437,8 @@ mod tests {
         let mut whole = Array2::from_elem((4, n), f32::NAN);
         gather_rows(&sparse, src.view(), init.view(), whole.view_mut());
         let mut split = Array2::from_elem((4, n), f32::NAN);
-        let mut partial = Array2::zeros((0, 0));
         crate::parallel::with_helper(|| {
-            gather_rows_split_src(
-                &sparse,
-                src.view(),
-                init.view(),
-                split.view_mut(),
-                &mut partial,
-            )
+            gather_rows(&sparse, src.view(), init.view(), split.view_mut())
         });
         for got in [&whole, &split] {
             for (a, b) in got.iter().zip(&want) {
@@ -557,41 +471,31 @@ mod tests {
                 .unwrap();
             let mut split = Array2::from_elem((rows, n), f32::NAN);
             pool.install(|| gather_rows(&sparse, src.view(), init.view(), split.view_mut()));
-            // Split over the source's rows, on a helper thread, the partial sums' buffer reused.
-            let mut split_src = Array2::from_elem((rows, n), f32::NAN);
-            let mut partial = Array2::from_elem((rows / 2, n), f32::NAN);
+            // On the helper thread's pair.
+            let mut helper = Array2::from_elem((rows, n), f32::NAN);
             crate::parallel::with_helper(|| {
-                for _ in 0..2 {
-                    let out = split_src.view_mut();
-                    gather_rows_split_src(&sparse, src.view(), init.view(), out, &mut partial);
-                }
+                gather_rows(&sparse, src.view(), init.view(), helper.view_mut())
             });
-            // The portable loops, in two calls: the first half of the source rows from `init`, the
-            // second from zero, added.
-            let portable_part = |take: Range<usize>, init: Option<&[f32]>| {
-                let mut out = Array2::from_elem((rows, n), f32::NAN);
-                let out_part = StridedMut {
-                    ptr: out.as_mut_ptr(),
-                    stride: n,
-                    rows,
-                };
-                let src_part = Strided {
-                    ptr: src.as_ptr(),
-                    stride: n,
-                    take,
-                    width: n,
-                };
-                // SAFETY: both describe the whole, contiguous arrays.
-                unsafe { gather_range_portable(&sparse, 0, &src_part, init, &out_part) };
-                out
+            // The portable loops.
+            let mut portable = Array2::from_elem((rows, n), f32::NAN);
+            let out_all = StridedMut {
+                ptr: portable.as_mut_ptr(),
+                stride: n,
+                rows,
             };
-            let mid = inner / 2;
-            let portable = portable_part(0..mid, Some(init.as_slice().unwrap()))
-                + portable_part(mid..inner, None);
+            let src_all = Strided {
+                ptr: src.as_ptr(),
+                stride: n,
+                rows: inner,
+                width: n,
+            };
+            // SAFETY: both describe the whole, contiguous arrays.
+            let init_all = init.as_slice().unwrap();
+            unsafe { gather_range_portable(&sparse, 0, &src_all, init_all, &out_all) };
             for (got, name) in [
                 (&out, "kernel"),
                 (&split, "two threads"),
-                (&split_src, "split over the source rows"),
+                (&helper, "two threads, with a helper"),
                 (&portable, "portable"),
             ] {
                 for (a, b) in got.iter().zip(&want) {

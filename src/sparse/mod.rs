@@ -1,4 +1,4 @@
-//! Sparse rows (CSR) and the one kernel the sparse input path needs.
+//! Sparse rows (CSR) and the two kernels the sparse input path needs.
 //!
 //! About 81% of MNIST's pixels are 0, so the first Linear layer can skip them: with the input written as
 //! `x = S + offset` (`S` the sparse pixels `p / 255`, `offset = -128/255` everywhere),
@@ -7,17 +7,22 @@
 //! x W  = S W  + offset · 1 · colsum(W)ᵀ           forward
 //! xᵀ D = Sᵀ D + offset · 1 · colsum(D)ᵀ           weight gradient (colsum(D) is the bias gradient)
 //! ```
-//! Both are [`gather_rows`]: each output row is a fixed row plus a weighted sum of rows of a dense
-//! matrix, picked by one sparse row (of `S` for the forward pass, of `Sᵀ` for the gradient).
+//! The gradient is [`gather_rows`]: each output row (a pixel's) is a fixed row plus a weighted sum of
+//! rows of `D`, picked by one sparse row of `Sᵀ`. The forward pass is [`scatter_squares`]: the weight
+//! rows of four neighbouring pixels added into the output row of every image that has any of them.
 
 mod gather;
+mod scatter;
 
-pub use gather::{ColumnSums, gather_rows, gather_rows_split_src, gather_rows_update, part_height};
+pub use gather::{ColumnSums, gather_rows, gather_rows_update, part_height};
+pub use scatter::scatter_squares;
 
-/// A sparse matrix by pairs of rows: rows `2p` and `2p + 1` share one list of entries, the columns
-/// where either is nonzero, `cols[starts[p]..starts[p + 1]]` (increasing), with each row's value at
-/// those positions in `vals[0]` and `vals[1]` (0 where that row has none, and throughout the second
-/// row of an odd count's last pair). The kernel sums both rows from one load of each source row: 16
+/// A sparse matrix by groups of `N` rows: rows `N g .. N g + N` share one list of entries, the columns
+/// where any is nonzero, `cols[starts[g]..starts[g + 1]]` (increasing), with each row's value at those
+/// positions in `vals[0]` to `vals[N - 1]` (0 where that row has none, and throughout the missing rows
+/// of a short last group). [`SparseBatch`] makes pairs (`N = 2`, the default) for the gradient and
+/// squares of pixels (`N = 4`) for the forward pass. With pairs, [`gather_rows`] sums both rows from
+/// one load of each source row: 16
 /// independent FMA chains against 8 loads, where a row alone had 8 against 9. On MNIST 65% of a pair
 /// of images' entries are nonzero (they share the middle of the frame) and 86% of a pair of neighbouring
 /// pixels' (over the batch's images). One thread, 600 MNIST batches, the kernel alone: the forward
@@ -27,8 +32,8 @@ pub use gather::{ColumnSums, gather_rows, gather_rows_split_src, gather_rows_upd
 ///
 /// Every column is below `ncols` (the kernels rely on it), which is why the fields are private and the
 /// only ways in check it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SparseRows {
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseRows<const N: usize = 2> {
     ncols: usize,
     nrows: usize,
     /// The nonzero values in all, for the density that picks the input path.
@@ -38,10 +43,23 @@ pub struct SparseRows {
     /// allocates nothing here; sized by the data actually seen rather than for every pixel nonzero
     /// (that took 750 MB for a 60,000-image batch). Entries past `starts.last()` are left over.
     cols: Vec<u32>,
-    vals: [Vec<f32>; 2],
+    vals: [Vec<f32>; N],
 }
 
-impl SparseRows {
+impl<const N: usize> Default for SparseRows<N> {
+    fn default() -> Self {
+        SparseRows {
+            ncols: 0,
+            nrows: 0,
+            nonzeros: 0,
+            starts: Vec::new(),
+            cols: Vec::new(),
+            vals: std::array::from_fn(|_| Vec::new()),
+        }
+    }
+}
+
+impl<const N: usize> SparseRows<N> {
     /// An empty matrix (no rows) of `ncols` columns, keeping the allocations.
     pub fn clear(&mut self, ncols: usize) {
         self.ncols = ncols;
@@ -51,29 +69,31 @@ impl SparseRows {
         self.starts.push(0);
     }
 
-    /// Appends two rows, or one when `second` is `None` (then no more may follow): the entries of
-    /// `first` and `second` that are not 0, scaled by `scale`.
-    pub fn push_pair(&mut self, first: &[u8], second: Option<&[u8]>, scale: f32) {
-        assert!(self.nrows.is_multiple_of(2), "rows after an odd last one");
-        assert_eq!(first.len(), self.ncols, "row width");
-        assert!(second.is_none_or(|s| s.len() == self.ncols), "row width");
+    /// Appends a group of `N` rows, or fewer (then no more may follow): the entries of `rows` that are
+    /// not 0, scaled by `scale`. An empty row stands for a row of zeros.
+    pub fn push_group(&mut self, rows: &[&[u8]], scale: f32) {
+        assert!(self.nrows.is_multiple_of(N), "rows after a short group");
+        assert!((1..=N).contains(&rows.len()), "1 to {N} rows in a group");
+        assert!(
+            rows.iter().all(|r| r.is_empty() || r.len() == self.ncols),
+            "row width"
+        );
         let start = self.entries();
         // Room for every column and the vector kernel's whole last vector.
         let end = start + self.ncols.next_multiple_of(16);
         if self.cols.len() < end {
             self.cols.resize(end, 0);
-            self.vals[0].resize(end, 0.0);
-            self.vals[1].resize(end, 0.0);
+            self.vals.iter_mut().for_each(|v| v.resize(end, 0.0));
         }
-        let [vals0, vals1] = &mut self.vals;
+        let mut vals = self.vals.each_mut().map(|v| &mut v[start..end]).into_iter();
         let out = Compressed {
             cols: &mut self.cols[start..end],
-            first: &mut vals0[start..end],
-            second: &mut vals1[start..end],
+            vals: std::array::from_fn(|_| vals.next().expect("N value rows")),
         };
-        let (written, nonzeros) = compress_nonzero([first, second.unwrap_or(&[])], scale, out);
+        let group: [&[u8]; N] = std::array::from_fn(|k| rows.get(k).copied().unwrap_or(&[]));
+        let (written, nonzeros) = compress_nonzero(group, self.ncols, scale, out);
         self.starts.push(start + written);
-        self.nrows += 1 + second.is_some() as usize;
+        self.nrows += rows.len();
         self.nonzeros += nonzeros;
     }
 
@@ -85,27 +105,27 @@ impl SparseRows {
         self.ncols
     }
 
-    /// Nonzero values, in both rows of every pair.
+    /// Nonzero values, in all rows of every group.
     pub fn nnz(&self) -> usize {
         self.nonzeros
     }
 
-    /// Entries in all: columns where either row of a pair is nonzero.
+    /// Entries in all: columns where any row of a group is nonzero.
     pub fn entries(&self) -> usize {
         self.starts.last().copied().unwrap_or(0)
     }
 
-    /// Where each pair of rows starts in [`Self::cols`] and [`Self::vals`]; one more entry than pairs.
+    /// Where each group of rows starts in [`Self::cols`] and [`Self::vals`]; one more entry than groups.
     pub fn starts(&self) -> &[usize] {
         &self.starts
     }
 
-    /// The column of every entry, pair after pair.
+    /// The column of every entry, group after group.
     pub fn cols(&self) -> &[u32] {
         &self.cols[..self.entries()]
     }
 
-    /// The values of every entry in the first (`which` 0) or second (1) row of its pair.
+    /// The values of every entry in row `which` (0 to `N - 1`) of its group.
     pub fn vals(&self, which: usize) -> &[f32] {
         &self.vals[which][..self.entries()]
     }
@@ -113,8 +133,8 @@ impl SparseRows {
     /// Row `r`'s nonzero entries, `(column, value)`, columns increasing.
     pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
         assert!(r < self.nrows, "row {r} of {}", self.nrows);
-        let range = self.starts[r / 2]..self.starts[r / 2 + 1];
-        let vals = &self.vals[r % 2][range.clone()];
+        let range = self.starts[r / N]..self.starts[r / N + 1];
+        let vals = &self.vals[r % N][range.clone()];
         self.cols[range]
             .iter()
             .zip(vals)
@@ -122,13 +142,14 @@ impl SparseRows {
             .map(|(&c, &v)| (c, v))
     }
 
-    /// `rows` (each `ncols` bytes) paired in order, their nonzero bytes times `scale`.
+    /// `rows` (each `ncols` bytes) grouped in order, their nonzero bytes times `scale`.
     #[cfg(test)]
-    pub fn from_rows<R: AsRef<[u8]>>(rows: &[R], ncols: usize, scale: f32) -> SparseRows {
-        let mut sparse = SparseRows::default();
+    pub fn from_rows<R: AsRef<[u8]>>(rows: &[R], ncols: usize, scale: f32) -> Self {
+        let mut sparse = Self::default();
         sparse.clear(ncols);
-        for pair in rows.chunks(2) {
-            sparse.push_pair(pair[0].as_ref(), pair.get(1).map(|r| r.as_ref()), scale);
+        for group in rows.chunks(N) {
+            let group: Vec<&[u8]> = group.iter().map(|r| r.as_ref()).collect();
+            sparse.push_group(&group, scale);
         }
         sparse
     }
@@ -147,7 +168,8 @@ impl SparseRows {
         }
         out.clear(self.nrows);
         for pair in dense.chunks(2) {
-            out.push_pair(&pair[0], pair.get(1).map(|r| &r[..]), 1.0);
+            let pair: Vec<&[u8]> = pair.iter().map(|r| &r[..]).collect();
+            out.push_group(&pair, 1.0);
         }
         // The values themselves, at the positions the pushes found.
         for p in 0..out.starts.len() - 1 {
@@ -160,54 +182,117 @@ impl SparseRows {
     }
 }
 
-/// A batch of byte images in sparse form, by rows (images) and by columns (pixels), built together.
-///
-/// The column form is not a transpose of the row form (a counting sort scatters its writes over every
-/// column: 3.7 ns an entry, measured): the bytes are transposed first, sixteen by sixteen in vector
-/// registers, and each pixel's bytes compressed like an image's.
+/// A batch of byte images in sparse form, by pixels: in pairs for the weight gradient, and in squares
+/// of four for the forward pass (see [`Squares`]). Both are made from the batch's bytes transposed
+/// (a counting sort from the images' form would scatter its writes over every pixel: 3.7 ns an entry,
+/// measured), sixteen by sixteen in vector registers, each pixel's bytes then compressed as a row.
 #[derive(Debug, Clone, Default)]
 pub struct SparseBatch {
-    pub by_row: SparseRows,
     pub by_col: SparseRows,
+    pub squares: Squares,
     /// The batch's bytes by pixel: `width` rows of `rows` rounded up to 16.
     transposed: Vec<u8>,
     /// One image of zeros, completing the batch's last block of sixteen images.
     zeros: Vec<u8>,
 }
 
+/// A batch's pixels by groups of four that neighbour in the image, `pixels[g]` the pixels of group
+/// `g` (rows `4g..4g + 4` of `groups`), [`ABSENT`] where a square runs off the image. A 2 x 2 square's
+/// pixels are nonzero in mostly the same images: on MNIST a square's entries hold 1.34 nonzero values
+/// for every one, against 1.53 for a pair of images (the form the forward pass had before) and 1.48
+/// for four pixels in a row. The forward pass keeps a square's four weight rows in registers and
+/// adds them into each image's output row that has any of the four ([`scatter_squares`]).
+#[derive(Debug, Clone, Default)]
+pub struct Squares {
+    pub groups: SparseRows<4>,
+    pub pixels: Vec<[u32; 4]>,
+    /// The image shape `pixels` was made for: `(width, line)`.
+    shape: (usize, usize),
+}
+
+/// A member of a square outside the image.
+pub const ABSENT: u32 = u32::MAX;
+
+impl Squares {
+    /// `pixels` for images of `width` pixels in rows of `line`: squares two rows by two pixels, row by
+    /// row of squares. When `line` does not divide `width`, the image is taken as one row, and its
+    /// "squares" are pairs of pixels.
+    fn shape_for(&mut self, width: usize, line: usize) {
+        if self.shape == (width, line) {
+            return;
+        }
+        self.shape = (width, line);
+        let line = if line > 0 && width.is_multiple_of(line) {
+            line
+        } else {
+            width
+        };
+        let height = width / line.max(1);
+        let at = |r: usize, c: usize| {
+            if r < height && c < line {
+                (r * line + c) as u32
+            } else {
+                ABSENT
+            }
+        };
+        self.pixels.clear();
+        for r in (0..height).step_by(2) {
+            for c in (0..line).step_by(2) {
+                self.pixels
+                    .push([at(r, c), at(r, c + 1), at(r + 1, c), at(r + 1, c + 1)]);
+            }
+        }
+    }
+}
+
 impl SparseBatch {
-    /// Builds both forms from the images `indices` of `images` (each `width` bytes), keeping the
-    /// nonzero pixels times `scale`. The two forms are built at once, on two threads when there are two
-    /// ([`crate::parallel::join`]).
-    pub fn fill(&mut self, images: &[u8], width: usize, indices: &[u32], scale: f32) {
+    /// Builds both forms from the images `indices` of `images` (each `width` bytes, in rows of `line`
+    /// pixels), keeping the nonzero pixels times `scale`. The two forms are compressed at once, on two
+    /// threads when there are two ([`crate::parallel::join`]).
+    pub fn fill(
+        &mut self,
+        images: &[u8],
+        (width, line): (usize, usize),
+        indices: &[u32],
+        scale: f32,
+    ) {
         let SparseBatch {
-            by_row,
             by_col,
+            squares,
             transposed,
             zeros,
         } = self;
+        let rows = indices.len();
+        let padded = rows.next_multiple_of(16);
         zeros.resize(width, 0);
+        // Every byte read below is written first: no need to clear.
+        if transposed.len() < width * padded {
+            transposed.resize(width * padded, 0);
+        }
+        transpose_bytes(images, (width, zeros), indices, transposed, padded);
+        squares.shape_for(width, line);
+        let transposed = &transposed[..width * padded];
+        let pixel = |p: u32| match p {
+            ABSENT => &[][..],
+            p => &transposed[p as usize * padded..][..rows],
+        };
+        let Squares { groups, pixels, .. } = squares;
         crate::parallel::join(
             || {
-                by_row.clear(width);
-                let image = |i: u32| &images[i as usize * width..][..width];
-                for pair in indices.chunks(2) {
-                    by_row.push_pair(image(pair[0]), pair.get(1).map(|&i| image(i)), scale);
+                by_col.clear(rows);
+                for pair in transposed.chunks(2 * padded) {
+                    let (first, second) = pair.split_at(padded.min(pair.len()));
+                    if second.is_empty() {
+                        by_col.push_group(&[&first[..rows]], scale);
+                    } else {
+                        by_col.push_group(&[&first[..rows], &second[..rows]], scale);
+                    }
                 }
             },
             || {
-                let rows = indices.len();
-                let padded = rows.next_multiple_of(16);
-                // Every byte read below is written first: no need to clear.
-                if transposed.len() < width * padded {
-                    transposed.resize(width * padded, 0);
-                }
-                transpose_bytes(images, (width, zeros), indices, transposed, padded);
-                by_col.clear(rows);
-                for pair in transposed[..width * padded].chunks(2 * padded) {
-                    let (first, second) = pair.split_at(padded.min(pair.len()));
-                    let second = (!second.is_empty()).then(|| &second[..rows]);
-                    by_col.push_pair(&first[..rows], second, scale);
+                groups.clear(rows);
+                for square in pixels.iter() {
+                    groups.push_group(&square.map(pixel), scale);
                 }
             },
         );
@@ -344,62 +429,77 @@ fn transpose_16x64(block: &[&[u8]; 16], c0: usize, out: &mut [u8], stride: usize
     }
 }
 
-/// Where [`compress_nonzero`] writes: each entry's column and its two rows' values, each with room for
+/// Where [`compress_nonzero`] writes: each entry's column and its rows' values, each with room for
 /// the rows' length rounded up to 16 (the vector version writes whole vectors past the last entry).
-struct Compressed<'a> {
+struct Compressed<'a, const N: usize> {
     cols: &'a mut [u32],
-    first: &'a mut [f32],
-    second: &'a mut [f32],
+    vals: [&'a mut [f32]; N],
 }
 
-/// Writes the position of every column where `rows[0]` or `rows[1]` (empty: all zeros) is nonzero to
-/// the front of `out.cols`, and the two rows' values there times `scale` to `out.first` and
-/// `out.second`. Returns how many entries and how many nonzero values (in both rows) there were.
-fn compress_nonzero(rows: [&[u8]; 2], scale: f32, out: Compressed) -> (usize, usize) {
-    let len = rows[0].len();
+/// Writes the position of every column where any of `rows` (each `len` bytes, or empty: all zeros) is
+/// nonzero to the front of `out.cols`, and the rows' values there times `scale` to `out.vals`.
+/// Returns how many entries and how many nonzero values (in all rows) there were.
+fn compress_nonzero<const N: usize>(
+    rows: [&[u8]; N],
+    len: usize,
+    scale: f32,
+    out: Compressed<N>,
+) -> (usize, usize) {
     assert!(
-        rows[1].is_empty() || rows[1].len() == len,
+        rows.iter().all(|r| r.is_empty() || r.len() == len),
         "rows of one width"
     );
     let room = len.next_multiple_of(16);
-    assert!(out.cols.len() >= room && out.first.len() >= room && out.second.len() >= room);
+    assert!(out.cols.len() >= room && out.vals.iter().all(|v| v.len() >= room));
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512vbmi2") {
         // SAFETY: the CPU has AVX-512 VBMI2 (and so F and BW), checked just above; the room and the
         // widths were checked above.
-        return unsafe { compress_nonzero_vbmi2(rows, scale, out) };
+        return unsafe { compress_nonzero_vbmi2(rows, len, scale, out) };
     }
-    compress_nonzero_portable(rows, scale, out)
+    compress_nonzero_portable(rows, len, scale, out)
 }
 
-fn compress_nonzero_portable(rows: [&[u8]; 2], scale: f32, out: Compressed) -> (usize, usize) {
+fn compress_nonzero_portable<const N: usize>(
+    rows: [&[u8]; N],
+    len: usize,
+    scale: f32,
+    mut out: Compressed<N>,
+) -> (usize, usize) {
     let (mut n, mut nonzeros) = (0, 0);
-    for (col, &a) in rows[0].iter().enumerate() {
-        let b = rows[1].get(col).copied().unwrap_or(0);
-        // Written always, kept only when either is nonzero: no unpredictable branch per pixel.
+    for col in 0..len {
+        let bytes = rows.map(|r| r.get(col).copied().unwrap_or(0));
+        // Written always, kept only when any is nonzero: no unpredictable branch per pixel.
         out.cols[n] = col as u32;
-        out.first[n] = a as f32 * scale;
-        out.second[n] = b as f32 * scale;
-        n += (a != 0 || b != 0) as usize;
-        nonzeros += (a != 0) as usize + (b != 0) as usize;
+        for (vals, &b) in out.vals.iter_mut().zip(&bytes) {
+            vals[n] = b as f32 * scale;
+        }
+        let present = bytes.iter().filter(|&&b| b != 0).count();
+        n += (present > 0) as usize;
+        nonzeros += present;
     }
     (n, nonzeros)
 }
 
-/// Sixty-four columns at a time: move the positions where either row is nonzero, and both rows' bytes
+/// Sixty-four columns at a time: move the positions where any row is nonzero, and the rows' bytes
 /// there, to the front of byte vectors, then widen to 32 bits only the groups of sixteen that hold
 /// any (about one at MNIST's density; widening every pixel first took 2.5x the shuffle-port work).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt")]
-unsafe fn compress_nonzero_vbmi2(rows: [&[u8]; 2], scale: f32, out: Compressed) -> (usize, usize) {
+unsafe fn compress_nonzero_vbmi2<const N: usize>(
+    rows: [&[u8]; N],
+    len: usize,
+    scale: f32,
+    out: Compressed<N>,
+) -> (usize, usize) {
     use std::arch::x86_64::*;
-    let len = rows[0].len();
     let positions: [u8; 64] = std::array::from_fn(|i| i as u8);
+    let Compressed { cols, mut vals } = out;
     // SAFETY (whole body): loads read 64 bytes from `positions` or, masked to the bytes that exist,
-    // from the rows (`rows[1]` only when it is not empty, then as long as `rows[0]`); group g of a
-    // chunk at `chunk` is stored only when the chunk has more than 16 g entries, at n + 16 g with
-    // n <= chunk - (entries before it), so every store ends by chunk + round16(entries) <= len
-    // rounded up to 16, the room `compress_nonzero` checked.
+    // from the rows that are not empty (then `len` long); group g of a chunk at `chunk` is stored
+    // only when the chunk has more than 16 g entries, at n + 16 g with n <= chunk - (entries before
+    // it), so every store ends by chunk + round16(entries) <= len rounded up to 16, the room
+    // `compress_nonzero` checked.
     unsafe {
         let positions = _mm512_loadu_si512(positions.as_ptr().cast());
         let scale = _mm512_set1_ps(scale);
@@ -413,61 +513,36 @@ unsafe fn compress_nonzero_vbmi2(rows: [&[u8]; 2], scale: f32, out: Compressed) 
             } else {
                 (1 << left) - 1
             };
-            let load = |row: &[u8]| {
+            let bytes = rows.map(|row| {
                 if row.is_empty() {
                     _mm512_setzero_si512()
                 } else {
                     _mm512_maskz_loadu_epi8(present, row.as_ptr().add(chunk).cast())
                 }
-            };
-            let (a, b) = (load(rows[0]), load(rows[1]));
-            let (keep_a, keep_b) = (_mm512_test_epi8_mask(a, a), _mm512_test_epi8_mask(b, b));
-            let keep = keep_a | keep_b;
+            });
+            let masks = bytes.map(|b| _mm512_test_epi8_mask(b, b));
+            let keep = masks.iter().fold(0, |keep, m| keep | m);
             let count = keep.count_ones() as usize;
-            nonzeros += (keep_a.count_ones() + keep_b.count_ones()) as usize;
-            let a = _mm512_maskz_compress_epi8(keep, a);
-            let b = _mm512_maskz_compress_epi8(keep, b);
+            nonzeros += masks.iter().map(|m| m.count_ones() as usize).sum::<usize>();
+            let bytes = bytes.map(|b| _mm512_maskz_compress_epi8(keep, b));
             let columns = _mm512_maskz_compress_epi8(keep, positions);
             let base = _mm512_set1_epi32(chunk as i32);
-            let mut store = |g: usize, a: __m128i, b: __m128i, columns: __m128i| {
-                let at = n + 16 * g;
-                _mm512_storeu_ps(out.first.as_mut_ptr().add(at), widen(a));
-                _mm512_storeu_ps(out.second.as_mut_ptr().add(at), widen(b));
-                let c = _mm512_add_epi32(_mm512_cvtepu8_epi32(columns), base);
-                _mm512_storeu_si512(out.cols.as_mut_ptr().add(at).cast(), c);
-            };
-            if count > 0 {
-                store(
-                    0,
-                    _mm512_castsi512_si128(a),
-                    _mm512_castsi512_si128(b),
-                    _mm512_castsi512_si128(columns),
-                );
+            macro_rules! store {
+                ($g:literal, $lane:expr) => {
+                    if count > 16 * $g {
+                        let at = n + 16 * $g;
+                        for (v, b) in vals.iter_mut().zip(&bytes) {
+                            _mm512_storeu_ps(v.as_mut_ptr().add(at), widen($lane(*b)));
+                        }
+                        let c = _mm512_add_epi32(_mm512_cvtepu8_epi32($lane(columns)), base);
+                        _mm512_storeu_si512(cols.as_mut_ptr().add(at).cast(), c);
+                    }
+                };
             }
-            if count > 16 {
-                store(
-                    1,
-                    _mm512_extracti32x4_epi32::<1>(a),
-                    _mm512_extracti32x4_epi32::<1>(b),
-                    _mm512_extracti32x4_epi32::<1>(columns),
-                );
-            }
-            if count > 32 {
-                store(
-                    2,
-                    _mm512_extracti32x4_epi32::<2>(a),
-                    _mm512_extracti32x4_epi32::<2>(b),
-                    _mm512_extracti32x4_epi32::<2>(columns),
-                );
-            }
-            if count > 48 {
-                store(
-                    3,
-                    _mm512_extracti32x4_epi32::<3>(a),
-                    _mm512_extracti32x4_epi32::<3>(b),
-                    _mm512_extracti32x4_epi32::<3>(columns),
-                );
-            }
+            store!(0, _mm512_castsi512_si128);
+            store!(1, _mm512_extracti32x4_epi32::<1>);
+            store!(2, _mm512_extracti32x4_epi32::<2>);
+            store!(3, _mm512_extracti32x4_epi32::<3>);
             n += count;
         }
         (n, nonzeros)
@@ -496,7 +571,7 @@ mod tests {
         (SparseRows::from_rows(&dense, 9, 0.5), dense)
     }
 
-    fn to_dense(s: &SparseRows) -> Vec<Vec<f32>> {
+    fn to_dense<const N: usize>(s: &SparseRows<N>) -> Vec<Vec<f32>> {
         (0..s.nrows())
             .map(|r| {
                 let mut row = vec![0.0; s.ncols()];
@@ -537,10 +612,34 @@ mod tests {
         }
     }
 
+    /// Both kernels on `rows`, which must agree.
+    fn compress_both<const N: usize>(rows: [&[u8]; N], len: usize) -> (usize, usize) {
+        let buffers = || (vec![0u32; 208], std::array::from_fn(|_| vec![0.0f32; 208]));
+        let (mut c1, mut v1): (Vec<u32>, [Vec<f32>; N]) = buffers();
+        let (mut c2, mut v2): (Vec<u32>, [Vec<f32>; N]) = buffers();
+        fn out<'a, const N: usize>(
+            cols: &'a mut [u32],
+            vals: &'a mut [Vec<f32>; N],
+        ) -> Compressed<'a, N> {
+            Compressed {
+                cols,
+                vals: vals.each_mut().map(|v| &mut v[..]),
+            }
+        }
+        let (n1, nz1) = compress_nonzero(rows, len, 0.25, out(&mut c1, &mut v1));
+        let (n2, nz2) = compress_nonzero_portable(rows, len, 0.25, out(&mut c2, &mut v2));
+        assert_eq!((n1, nz1), (n2, nz2));
+        assert_eq!(c1[..n1], c2[..n2]);
+        for (a, b) in v1.iter().zip(&v2) {
+            assert_eq!(a[..n1], b[..n2]);
+        }
+        (n1, nz1)
+    }
+
     #[test]
     fn the_vector_and_portable_compressions_agree() {
         // 200 bytes: a chunk of 64 all nonzero (every group of 16 stored), one all zero, one a third
-        // nonzero, and a tail of 8; the second row nonzero where the first is not, and some of where
+        // nonzero, and a tail of 8; the other rows nonzero where the first is not, and some of where
         // it is.
         let first: Vec<u8> = (0..200u32)
             .map(|i| match i {
@@ -549,45 +648,27 @@ mod tests {
                 _ => ((i * 37) % 7 * 40) as u8,
             })
             .collect();
-        let second: Vec<u8> = (0..200u32)
-            .map(|i| if i % 3 == 0 { (i % 251) as u8 } else { 0 })
-            .collect();
+        let every = |k: u32| -> Vec<u8> {
+            (0..200u32)
+                .map(|i| if i % k == 0 { (i % 251) as u8 } else { 0 })
+                .collect()
+        };
+        let (second, third) = (every(3), every(5));
+        let count = |r: &[u8]| r.iter().filter(|&&p| p != 0).count();
+        let any = |rows: &[&[u8]], c: usize| rows.iter().any(|r| r.get(c).is_some_and(|&p| p != 0));
         for rows in [[&first[..], &second[..]], [&first[..], &[][..]]] {
-            let mut buffers: [_; 2] =
-                std::array::from_fn(|_| (vec![0u32; 208], vec![0.0f32; 208], vec![0.0f32; 208]));
-            let [(c1, f1, s1), (c2, f2, s2)] = &mut buffers;
-            let (n1, nz1) = compress_nonzero(
-                rows,
-                0.25,
-                Compressed {
-                    cols: c1,
-                    first: f1,
-                    second: s1,
-                },
-            );
-            let (n2, nz2) = compress_nonzero_portable(
-                rows,
-                0.25,
-                Compressed {
-                    cols: c2,
-                    first: f2,
-                    second: s2,
-                },
-            );
-            assert_eq!((n1, nz1), (n2, nz2));
-            assert_eq!(
-                (&c1[..n1], &f1[..n1], &s1[..n1]),
-                (&c2[..n2], &f2[..n2], &s2[..n2])
-            );
-            let either = |c: usize| first[c] != 0 || rows[1].get(c).is_some_and(|&p| p != 0);
-            assert_eq!(n1, (0..200).filter(|&c| either(c)).count());
-            let count = |r: &[u8]| r.iter().filter(|&&p| p != 0).count();
-            assert_eq!(nz1, count(rows[0]) + count(rows[1]));
+            let (n, nonzeros) = compress_both(rows, 200);
+            assert_eq!(n, (0..200).filter(|&c| any(&rows, c)).count());
+            assert_eq!(nonzeros, count(rows[0]) + count(rows[1]));
         }
+        let rows = [&first[..], &[][..], &second[..], &third[..]];
+        let (n, nonzeros) = compress_both(rows, 200);
+        assert_eq!(n, (0..200).filter(|&c| any(&rows, c)).count());
+        assert_eq!(nonzeros, rows.iter().map(|r| count(r)).sum::<usize>());
     }
 
     #[test]
-    fn a_batch_by_columns_is_the_transpose_of_the_batch_by_rows() {
+    fn a_batch_by_columns_is_the_transpose_of_its_images() {
         // 70 images: the occupancy bits span two words.
         let images: Vec<Vec<u8>> = (0..70)
             .map(|r: usize| {
@@ -599,19 +680,62 @@ mod tests {
         let flat: Vec<u8> = images.concat();
         let all: Vec<u32> = (0..70).collect();
         let mut batch = SparseBatch::default();
-        batch.fill(&flat, 9, &all, 0.5);
-        let mut by_row = SparseRows::from_rows(&images, 9, 0.5);
+        batch.fill(&flat, (9, 3), &all, 0.5);
+        let by_row = SparseRows::<2>::from_rows(&images, 9, 0.5);
         let mut transposed = SparseRows::default();
         by_row.transpose_into(&mut transposed);
-        assert_eq!(to_dense(&batch.by_row), to_dense(&by_row));
         assert_eq!(to_dense(&batch.by_col), to_dense(&transposed));
         assert_eq!(batch.by_col.starts(), transposed.starts());
         assert_eq!(batch.by_col.cols(), transposed.cols());
         // Refilled with fewer images, nothing of the larger batch is left.
-        batch.fill(&flat, 9, &[1, 2, 3], 0.5);
-        by_row = SparseRows::from_rows(&images[1..4], 9, 0.5);
-        by_row.transpose_into(&mut transposed);
+        batch.fill(&flat, (9, 3), &[1, 2, 3], 0.5);
+        SparseRows::<2>::from_rows(&images[1..4], 9, 0.5).transpose_into(&mut transposed);
         assert_eq!(to_dense(&batch.by_col), to_dense(&transposed));
+    }
+
+    #[test]
+    fn squares_cover_every_pixel_once_with_its_values() {
+        // Images of 3 x 5 pixels (odd both ways: squares run off the right and the bottom), and of 15
+        // pixels in one row when the shape is not known.
+        let images: Vec<Vec<u8>> = (0..37)
+            .map(|r: usize| (0..15).map(|c| ((r * 7 + c * 3) % 5 * 60) as u8).collect())
+            .collect();
+        let flat: Vec<u8> = images.concat();
+        let picked: Vec<u32> = (0..37).map(|r| (r * 11 % 37) as u32).collect();
+        for line in [5, 15, 4] {
+            let mut batch = SparseBatch::default();
+            batch.fill(&flat, (15, line), &picked, 0.5);
+            let squares = &batch.squares;
+            let mut seen = vec![0; 15];
+            let dense = to_dense(&squares.groups);
+            for (g, pixels) in squares.pixels.iter().enumerate() {
+                for (k, &p) in pixels.iter().enumerate() {
+                    let values = &dense[4 * g + k];
+                    if p == ABSENT {
+                        assert!(values.iter().all(|&v| v == 0.0));
+                        continue;
+                    }
+                    seen[p as usize] += 1;
+                    for (r, &i) in picked.iter().enumerate() {
+                        assert_eq!(values[r], images[i as usize][p as usize] as f32 * 0.5);
+                    }
+                }
+            }
+            assert_eq!(seen, vec![1; 15], "line {line}");
+            let squares_of = |line: usize| (15 / line).div_ceil(2) * line.div_ceil(2);
+            let expected = if line == 4 {
+                squares_of(15)
+            } else {
+                squares_of(line)
+            };
+            assert_eq!(squares.pixels.len(), expected, "line {line}");
+        }
+        // A square's pixels in 3 x 5 images: two rows by two pixels.
+        let mut batch = SparseBatch::default();
+        batch.fill(&flat, (15, 5), &picked, 0.5);
+        assert_eq!(batch.squares.pixels[0], [0, 1, 5, 6]);
+        assert_eq!(batch.squares.pixels[2], [4, ABSENT, 9, ABSENT]);
+        assert_eq!(batch.squares.pixels[3], [10, 11, ABSENT, ABSENT]);
     }
 
     #[test]
