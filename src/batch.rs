@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 
 use crate::data::Split;
-use crate::sparse::{SparseBatch, SparseRows, Squares};
+use crate::sparse::{SparseBatch, Squares};
 
 /// The constant part of every normalised pixel: `x = p / 255 + OFFSET`.
 pub const OFFSET: f32 = -128.0 / 255.0;
@@ -34,10 +34,8 @@ pub enum InputPath {
     Sparse,
 }
 
-/// The sparse form of a batch: `x = pixels + OFFSET`, with `pixels` by columns (pixels) in pairs and
-/// in squares.
+/// The sparse form of a batch: `x = pixels + OFFSET`, with `pixels` by squares of four pixels.
 pub struct SparseInput<'a> {
-    pub by_col: &'a SparseRows,
     pub squares: &'a Squares,
 }
 
@@ -126,7 +124,7 @@ impl InputBatch {
         if self.sparse {
             let shape = (width, split.line);
             self.pixels.fill(&split.images, shape, indices, 1.0 / 255.0);
-            let nnz = self.pixels.by_col.nnz() as f64;
+            let nnz = self.pixels.squares.groups.nnz() as f64;
             let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
             self.sparse = !(self.path == InputPath::Auto && dense_enough);
         }
@@ -162,7 +160,6 @@ impl InputBatch {
     /// The sparse form, when this batch takes the sparse path.
     pub fn sparse(&self) -> Option<SparseInput<'_>> {
         self.sparse.then_some(SparseInput {
-            by_col: &self.pixels.by_col,
             squares: &self.pixels.squares,
         })
     }

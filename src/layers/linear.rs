@@ -21,7 +21,9 @@ use crate::batch::{InputBatch, OFFSET};
 use crate::linalg::{matmul, matmul_split_inner};
 use crate::optim::Sgd;
 use crate::parallel::for_row_parts_with;
-use crate::sparse::{ColumnSums, gather_rows, gather_rows_update, part_height, scatter_squares};
+use crate::sparse::{
+    ColumnSums, gather_squares, gather_squares_update, part_height, scatter_squares,
+};
 
 pub struct Linear {
     name: String,
@@ -166,7 +168,12 @@ impl Layer for Linear {
         };
         self.bias_grad_and_start_row(dout);
         let weight = &mut self.params[0];
-        gather_rows(sparse.by_col, dout, self.row.view(), weight.grad.view_mut());
+        gather_squares(
+            sparse.squares,
+            dout,
+            self.row.view(),
+            weight.grad.view_mut(),
+        );
     }
 
     fn backward_input_and_update(
@@ -189,8 +196,8 @@ impl Layer for Linear {
             scale: OFFSET,
             parts: &mut self.column_sums,
         };
-        gather_rows_update(
-            sparse.by_col,
+        gather_squares_update(
+            sparse.squares,
             dout,
             self.row.view(),
             &mut self.params[0],

@@ -1,84 +1,85 @@
-//! `out[r, :] = init + Σ_k vals[k] · src[cols[k], :]` over the entries of sparse row `r`: the first
-//! layer's forward pass (`S W`) and weight gradient (`Sᵀ D`) on a sparse batch.
+//! `out[p, :] = init + Σ_i S[i, p] · src[i, :]` for every pixel `p`: the first layer's weight gradient
+//! (`Sᵀ D`) on a batch in [`Squares`].
 //!
-//! The AVX-512 kernel keeps what it reads in L1 cache. It works on a block of `BLOCK_SRC_ROWS x
-//! BLOCK_COLS` of `src` (32 KiB) at a time, and every pair of output rows takes the entries that fall
-//! in that block from its sparse entries ([`SparseRows`] pairs its rows), summing into registers: each
-//! source vector loaded feeds one FMA for each row of the pair. Measured (one row at a time) against reading each source row from L2
-//! (one block of all the rows): the same speed on its own (1.85 against 1.83 G vector FMAs a second,
-//! 600 MNIST batches), 0.93x the time of `mlp train --max-epoch 3` (9 alternated pairs), where the SGD
-//! update and the other layers compete for the cache. Blocks of 32, 48, 96 or 128 rows, and 256
-//! columns, were slower.
+//! Square by square, each of its four pixels' output rows sums, in registers, the rows of `src` (one
+//! per image) picked by the square's entries: one load of each source vector feeds four FMAs. With 64
+//! columns at a time, a batch of 100 images' source rows (25 KiB) stay in L1 while every square reads
+//! them, and a square's sums are stored once. Each output row is `init` plus its images in increasing
+//! order, as the pairs of pixels that this replaced summed them: the same floats to the bit. The
+//! kernels alone, one thread, 600 MNIST batches, alternated in one process: 0.92x the time of the
+//! pairs on MLP1's gradient; and the batch needs only its squares, not its pairs as well.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
 
-use crate::parallel::{for_row_parts, for_row_parts_with};
-
-use super::SparseRows;
+use super::{ABSENT, Squares};
 use crate::layers::Param;
 use crate::optim::Sgd;
+use crate::parallel::{for_row_parts, for_row_parts_with};
 
-/// Columns processed together: eight AVX-512 registers of accumulators per row of a pair, sixteen
-/// independent FMA chains, more than both FMA units need through their four-cycle latency.
-const BLOCK_COLS: usize = 128;
-/// Source rows per block: 64 rows x 128 floats is 32 KiB, which stays in a 48 KiB L1 cache.
-const BLOCK_SRC_ROWS: usize = 64;
-/// Pairs of output rows whose place in their sparse entries is tracked at once, on the stack.
-const PAIR_GROUP: usize = 64;
+/// Output columns per pass: four AVX-512 registers for each of a square's four rows, sixteen.
+const BLOCK_COLS: usize = 64;
 
-/// `out[r, :] = init + Σ_k vals[k] · src[cols[k], :]` for every row `r` of `sparse` (`out` is
-/// `sparse.nrows() x src.ncols()`, `src` has `sparse.ncols()` rows, both with contiguous rows).
-///
-/// The rows are split over the threads. Splitting the columns instead, so that each core keeps its
-/// part of a weight matrix through the forward pass, the gradient and the update, measured 1.08x the
-/// time of `mlp train --max-epoch 3` with rayon's join (2 threads); with the helper thread's fixed
-/// halves, the update's share of a run went up 1.6x (column halves of a row-major weight interleave
-/// in memory).
-pub fn gather_rows(
-    sparse: &SparseRows,
+/// `out = init + Sᵀ src` (`out` one row per pixel, `src` one row per image, rows contiguous), the rows
+/// split over the threads as [`Sgd::step`] splits a weight's.
+pub fn gather_squares(
+    squares: &Squares,
     src: ArrayView2<f32>,
     init: ArrayView1<f32>,
     out: ArrayViewMut2<f32>,
 ) {
-    let Some(init) = checked_init(sparse, src, &init, out.dim()) else {
+    let Some(init) = checked_init(squares, src, &init, out.dim()) else {
         return;
     };
-    let (rows, height) = (sparse.nrows(), part_height(sparse.nrows()));
+    let (rows, height) = (out.nrows(), part_height(out.nrows()));
     if height < rows {
         for_row_parts(out, height, &|first, out| {
-            gather_range(sparse, first, src, init, out)
+            gather_range(squares, first, src, init, out)
         });
     } else {
-        gather_range(sparse, 0, src, init, out);
+        gather_range(squares, 0, src, init, out);
     }
 }
 
-/// `init` as a slice, after checking that an output of `out_dim` fits `sparse` and `src`; `None` when
+/// `init` as a slice, after checking that an output of `out_dim` fits `squares` and `src`; `None` when
 /// the output is empty.
 fn checked_init<'a>(
-    sparse: &SparseRows,
+    squares: &Squares,
     src: ArrayView2<f32>,
     init: &'a ArrayView1<f32>,
     out_dim: (usize, usize),
 ) -> Option<&'a [f32]> {
     let n = src.ncols();
-    assert_eq!(out_dim, (sparse.nrows(), n), "gather_rows output shape");
-    assert_eq!(src.nrows(), sparse.ncols(), "gather_rows source rows");
-    assert_eq!(init.len(), n, "gather_rows init width");
+    assert_eq!(
+        out_dim,
+        (squares.pixel_count(), n),
+        "gather_squares output shape"
+    );
+    assert_eq!(
+        src.nrows(),
+        squares.groups.ncols(),
+        "one source row per image"
+    );
+    assert_eq!(init.len(), n, "gather_squares init width");
+    assert!(
+        n <= 1 || src.nrows() == 0 || src.strides()[1] == 1,
+        "contiguous source rows"
+    );
     let init = init.as_slice().expect("contiguous init");
     (n > 0 && out_dim.0 > 0).then_some(init)
 }
 
 /// Output rows per thread: as [`Sgd::step`] splits a weight's rows, rounded up to whole pairs. Also
-/// how [`gather_rows_update`] splits the weight's rows, and with them its [`ColumnSums`].
+/// how [`gather_squares_update`] splits the weight's rows, and with them its [`ColumnSums`], and where
+/// [`super::scatter_squares`] splits the squares, so each core reads the rows it updates.
 pub fn part_height(rows: usize) -> usize {
     rows.div_ceil(crate::parallel::threads())
         .next_multiple_of(2)
 }
 
-/// Column sums of a weight that [`gather_rows_update`] adds up from the rows it has just updated:
+/// Column sums of a weight that [`gather_squares_update`] adds up from the rows it has just updated:
 /// `parts[k] += scale · (the sum of the k-th part's rows)`, in the order of the rows, with the rows
 /// split into parts of [`part_height`] rows. The first layer's forward pass needs `b + offset ·
 /// colsum(W)`; made here, while each updated row is in registers, it costs no pass over the weight
@@ -89,30 +90,34 @@ pub struct ColumnSums<'a> {
     pub parts: &'a mut [Array1<f32>],
 }
 
-/// [`gather_rows`] into a weight's gradient, immediately consumed by its SGD update: `param`'s value and
-/// velocity take the update from `init + S src` (`param.grad` is neither read nor written), and `sums`
-/// the updated rows. The gradient's sums are made a group of `UPDATE_GROUP` (128) rows at a time into
-/// a buffer that each thread keeps, and that group's rows updated from it while it is in L2, so the
-/// whole gradient never goes to memory: it would be written (after reading its lines in), and read
-/// again by the update, both through L3 for a weight that with its gradient does not fit L2 (MLP2's
-/// first layer: 1.6 MB each). The rows are split over the threads as [`Sgd::step`] splits them.
-pub fn gather_rows_update(
-    sparse: &SparseRows,
+/// [`gather_squares`] into a weight's gradient, immediately consumed by its SGD update: `param`'s value
+/// and velocity take the update from `init + Sᵀ src` (`param.grad` is neither read nor written), and
+/// `sums` the updated rows. The gradient is made about `UPDATE_GROUP` (128) rows at a time, whole bands
+/// of squares, into a buffer that each thread keeps, and those rows updated from it while it is in L2,
+/// so the whole gradient never goes to memory: it would be written (after reading its lines in), and
+/// read again by the update, both through L3 for a weight that with its gradient does not fit L2
+/// (MLP2's first layer: 1.6 MB each). The rows are split over the threads as [`Sgd::step`] splits them.
+pub fn gather_squares_update(
+    squares: &Squares,
     src: ArrayView2<f32>,
     init: ArrayView1<f32>,
     param: &mut Param,
     sgd: &Sgd,
     sums: ColumnSums,
 ) {
-    let Some(init) = checked_init(sparse, src, &init, param.value.dim()) else {
+    let Some(init) = checked_init(squares, src, &init, param.value.dim()) else {
         return;
     };
     let n = src.ncols();
-    let height = part_height(sparse.nrows());
+    let height = part_height(param.value.nrows());
     assert!(
         sums.parts.iter().all(|s| s.len() == n),
         "one column sum per column"
     );
+    // Whole bands, so that no square is summed for two groups (one that straddles two threads' parts
+    // is summed by both, each keeping its own rows).
+    let band = squares.band_rows();
+    let group = (UPDATE_GROUP / band).max(1) * band;
     let scale = sums.scale;
     let parts = (param.value.view_mut(), param.velocity.view_mut());
     for_row_parts_with(
@@ -122,266 +127,185 @@ pub fn gather_rows_update(
         &|first, (mut value, mut velocity), sums| {
             let sums = sums.as_slice_mut().expect("contiguous sums");
             SCRATCH.with_borrow_mut(|scratch| {
-                if scratch.nrows() < UPDATE_GROUP || scratch.ncols() != n {
-                    *scratch = crate::layers::padded(UPDATE_GROUP, n);
+                if scratch.nrows() < group || scratch.ncols() != n {
+                    *scratch = crate::layers::padded(group, n);
                 }
-                for g in (0..value.nrows()).step_by(UPDATE_GROUP) {
-                    let end = (g + UPDATE_GROUP).min(value.nrows());
+                // Groups aligned to bands of the whole weight, not of this part.
+                let mut g = first;
+                while g < first + value.nrows() {
+                    let end = ((g / group + 1) * group).min(first + value.nrows());
                     let mut grad = scratch.slice_mut(s![..end - g, ..]);
-                    gather_range(sparse, first + g, src, init, grad.view_mut());
+                    gather_range(squares, g, src, init, grad.view_mut());
+                    let rows = g - first..end - first;
                     sgd.update_rows_summing(
-                        value.slice_mut(s![g..end, ..]),
+                        value.slice_mut(s![rows.clone(), ..]),
                         grad.view(),
-                        velocity.slice_mut(s![g..end, ..]),
+                        velocity.slice_mut(s![rows, ..]),
                         Some((scale, &mut *sums)),
                     );
+                    g = end;
                 }
             })
         },
     );
 }
 
-/// Rows of a weight whose gradient [`gather_rows_update`] makes at once: 128 rows of 500 floats take
-/// 270 KB, in a 2 MB L2 beside the weight's and velocity's same rows.
+/// Rows of a weight whose gradient [`gather_squares_update`] makes at once, rounded down to whole
+/// bands of squares: 112 rows of 500 floats take 240 KB, in a 2 MB L2 beside the weight's and
+/// velocity's same rows.
 const UPDATE_GROUP: usize = 128;
 
 thread_local! {
-    /// [`gather_rows_update`]'s gradient rows; grown once per thread.
+    /// [`gather_squares_update`]'s gradient rows; grown once per thread.
     static SCRATCH: RefCell<Array2<f32>> = RefCell::new(Array2::zeros((0, 0)));
 }
 
-/// [`gather_rows`] for the output rows `first..` that `out` holds.
+/// Rows `first..first + out.nrows()` of [`gather_squares`]'s output into `out`, from the squares that
+/// hold those pixels.
 fn gather_range(
-    sparse: &SparseRows,
+    squares: &Squares,
     first: usize,
     src: ArrayView2<f32>,
     init: &[f32],
     mut out: ArrayViewMut2<f32>,
 ) {
-    assert!(first + out.nrows() <= sparse.nrows() && src.nrows() == sparse.ncols());
-    assert!(first.is_multiple_of(2), "parts start at a pair of rows");
+    let rows = first..first + out.nrows();
+    assert!(rows.end <= squares.pixel_count() && src.nrows() == squares.groups.ncols());
     assert!(src.ncols() == out.ncols() && init.len() == out.ncols());
-    assert!(
-        src.len() <= 1 || src.ncols() <= 1 || src.strides()[1] == 1,
-        "contiguous source rows"
-    );
     assert!(
         out.ncols() <= 1 || out.strides()[1] == 1,
         "contiguous output rows"
     );
-    let src = Strided {
-        ptr: src.as_ptr(),
-        stride: src.strides()[0] as usize,
-        rows: src.nrows(),
-        width: src.ncols(),
-    };
-    let out = StridedMut {
-        ptr: out.as_mut_ptr(),
-        stride: out.strides()[0] as usize,
-        rows: out.nrows(),
+    let job = Job {
+        squares,
+        groups: squares.squares_holding(rows.clone()),
+        rows,
+        src: src.as_ptr(),
+        src_stride: src.strides()[0] as usize,
+        init,
+        out: out.as_mut_ptr(),
+        out_stride: out.strides()[0] as usize,
     };
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above; the shapes were checked above and every
-        // column of `sparse` is below its `ncols` (its invariant), so every source row read exists.
-        return unsafe { gather_range_avx512(sparse, first, &src, init, &out) };
-    }
-    // SAFETY: as above, without the CPU feature.
-    unsafe { gather_range_portable(sparse, first, &src, init, &out) }
-}
-
-/// A matrix by its first element and row stride, `rows` rows contiguous and `width` wide.
-struct Strided {
-    ptr: *const f32,
-    stride: usize,
-    rows: usize,
-    width: usize,
-}
-
-/// The output's part: `rows` rows of the source's width, as [`Strided`].
-struct StridedMut {
-    ptr: *mut f32,
-    stride: usize,
-    rows: usize,
-}
-
-/// Pair of rows by pair of rows, in plain loops the compiler vectorises, a block of columns at a time.
-///
-/// # Safety
-/// `src` and `out` must describe matrices as [`gather_range`] builds them from its checked views.
-unsafe fn gather_range_portable(
-    sparse: &SparseRows,
-    first: usize,
-    src: &Strided,
-    init: &[f32],
-    out: &StridedMut,
-) {
-    let (starts, cols) = (sparse.starts(), sparse.cols());
-    for j0 in (0..src.width).step_by(BLOCK_COLS) {
-        let width = (src.width - j0).min(BLOCK_COLS);
-        for i in 0..out.rows {
-            // SAFETY: row i of the output part, columns j0 .. j0 + width, inside it.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(out.ptr.add(i * out.stride + j0), width) };
-            dst.copy_from_slice(&init[j0..j0 + width]);
-            let pair = (first + i) / 2;
-            let range = starts[pair]..starts[pair + 1];
-            let vals = &sparse.vals(i % 2)[range.clone()];
-            for (&c, &v) in cols[range].iter().zip(vals) {
-                // SAFETY: c < src.rows (the invariant), columns j0 .. j0 + width of that row.
-                let row = unsafe {
-                    std::slice::from_raw_parts(src.ptr.add(c as usize * src.stride + j0), width)
-                };
-                for (d, s) in dst.iter_mut().zip(row) {
-                    *d += v * s;
-                }
-            }
-        }
-    }
-}
-
-/// # Safety
-/// The CPU must have AVX-512F, and `src` and `out` must be as [`gather_range_portable`] needs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gather_range_avx512(
-    sparse: &SparseRows,
-    first: usize,
-    src: &Strided,
-    init: &[f32],
-    out: &StridedMut,
-) {
-    let mut cursor = [0usize; PAIR_GROUP];
-    let pairs = out.rows.div_ceil(2);
-    for j0 in (0..src.width).step_by(BLOCK_COLS) {
-        let width = (src.width - j0).min(BLOCK_COLS);
-        for g0 in (0..pairs).step_by(PAIR_GROUP) {
-            let group = g0..(g0 + PAIR_GROUP).min(pairs);
-            let job = Block {
-                starts: &sparse.starts()[first / 2..],
-                cols: sparse.cols(),
-                vals: [sparse.vals(0), sparse.vals(1)],
-                src,
-                out,
-                init: &init[j0..],
-                j0,
-                width,
-            };
-            let cursor = &mut cursor[..group.len()];
-            // SAFETY: as this function's; `width` columns from `j0` lie inside the rows.
+        let n = init.len();
+        for j0 in (0..n).step_by(BLOCK_COLS) {
+            let width = (n - j0).min(BLOCK_COLS);
+            // SAFETY: the CPU has AVX-512F (checked just above); the shapes were checked above, every
+            // entry's image is below `src.nrows()` (the columns of `SparseRows` are below its
+            // `ncols`), and a square's pixels are rows of the output or ABSENT.
             unsafe {
                 match width.div_ceil(16) {
-                    1 => block::<1>(&job, group, cursor),
-                    2 => block::<2>(&job, group, cursor),
-                    3 => block::<3>(&job, group, cursor),
-                    4 => block::<4>(&job, group, cursor),
-                    5 => block::<5>(&job, group, cursor),
-                    6 => block::<6>(&job, group, cursor),
-                    7 => block::<7>(&job, group, cursor),
-                    _ => block::<8>(&job, group, cursor),
+                    1 => block_avx512::<1>(&job, j0, width),
+                    2 => block_avx512::<2>(&job, j0, width),
+                    3 => block_avx512::<3>(&job, j0, width),
+                    _ => block_avx512::<4>(&job, j0, width),
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: as above, without the CPU feature.
+    unsafe { gather_portable(&job) }
+}
+
+/// What [`gather_range`] sums: the squares `groups`, of which the pixels `rows` are stored, at
+/// `out + (p - rows.start) * out_stride`.
+struct Job<'a> {
+    squares: &'a Squares,
+    groups: Range<usize>,
+    rows: Range<usize>,
+    src: *const f32,
+    src_stride: usize,
+    init: &'a [f32],
+    out: *mut f32,
+    out_stride: usize,
+}
+
+impl Job<'_> {
+    /// Where pixel `p`'s output row starts, when it is one of the rows this job stores.
+    fn out_row(&self, p: u32) -> Option<*mut f32> {
+        let p = p as usize;
+        (p != ABSENT as usize && self.rows.contains(&p)).then(|| {
+            self.out
+                .wrapping_add((p - self.rows.start) * self.out_stride)
+        })
+    }
+}
+
+/// Square by square, in plain loops, in the same order as the vector kernel.
+///
+/// # Safety
+/// `job` must be as [`gather_range`] makes it.
+unsafe fn gather_portable(job: &Job) {
+    let n = job.init.len();
+    let (starts, cols) = (job.squares.groups.starts(), job.squares.groups.cols());
+    for g in job.groups.clone() {
+        for (k, &p) in job.squares.pixels[g].iter().enumerate() {
+            let Some(row) = job.out_row(p) else {
+                continue;
+            };
+            // SAFETY: an output row this job stores, n floats.
+            let dst = unsafe { std::slice::from_raw_parts_mut(row, n) };
+            dst.copy_from_slice(job.init);
+            let vals = job.squares.groups.vals(k);
+            for e in starts[g]..starts[g + 1] {
+                // SAFETY: every image is a source row (checked), n floats.
+                let src = unsafe {
+                    std::slice::from_raw_parts(job.src.add(cols[e] as usize * job.src_stride), n)
+                };
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += vals[e] * s;
                 }
             }
         }
     }
 }
 
-/// One block of columns, `j0 .. j0 + width`, of the output part.
-#[cfg(target_arch = "x86_64")]
-struct Block<'a> {
-    /// The pairs' starts from the output part's first pair on.
-    starts: &'a [usize],
-    cols: &'a [u32],
-    vals: [&'a [f32]; 2],
-    src: &'a Strided,
-    out: &'a StridedMut,
-    /// `init` from column `j0` on.
-    init: &'a [f32],
-    j0: usize,
-    width: usize,
-}
-
-/// The block's columns (`width` in `16 (V - 1) + 1 ..= 16 V`) of the output part's pairs of rows
-/// `group`, one source block after the other. `cursor` remembers, per pair, the first entry not yet
-/// added.
+/// Columns `j0 .. j0 + width` (`width` in `16 (V - 1) + 1 ..= 16 V`) of every square of the job: its
+/// four rows' sums start from `init` and take `v_k · src[image]` for each entry, a fused multiply-add,
+/// images in increasing order; the rows the job stores are written once at the end.
 ///
 /// # Safety
-/// As [`gather_range_avx512`].
+/// The CPU must have AVX-512F, and `job` must be as [`gather_range`] makes it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, cursor: &mut [usize]) {
+unsafe fn block_avx512<const V: usize>(job: &Job, j0: usize, width: usize) {
     use std::arch::x86_64::*;
-    let Block {
-        starts,
-        cols,
-        vals: [vals0, vals1],
-        src,
-        out,
-        init,
-        j0,
-        width,
-    } = *job;
     let tail = width - 16 * (V - 1);
     let last: __mmask16 = if tail == 16 { !0 } else { (1 << tail) - 1 };
     let mask = |q: usize| if q + 1 == V { last } else { !0 };
-    // SAFETY (all below): every pointer is `j0 + 16 q` into a row of the source or the output part
-    // (the second row of a pair only when the part has it), and the lanes at or past `j0 + width`,
-    // the part's width, are masked off; a source row is read only when its index is below
-    // `src.rows`, which the loop checks.
+    let groups = &job.squares.groups;
+    let (starts, cols) = (groups.starts(), groups.cols());
+    let vals: [&[f32]; 4] = std::array::from_fn(|k| groups.vals(k));
+    // SAFETY (all below): loads read `j0 + 16 q` into `init`, or into a source row (an entry's image,
+    // below the source's rows), and stores write into an output row the job stores; lanes at or past
+    // the block's width are masked off; entries are below `cols.len()`, as long as every row of `vals`.
     unsafe {
-        let load = |p: *const f32| -> [__m512; V] {
-            std::array::from_fn(|q| _mm512_maskz_loadu_ps(mask(q), p.add(16 * q)))
-        };
-        let store = |p: *mut f32, acc: &[__m512; V]| {
-            for (q, a) in acc.iter().enumerate() {
-                _mm512_mask_storeu_ps(p.add(16 * q), mask(q), *a);
+        let init: [__m512; V] = std::array::from_fn(|q| {
+            _mm512_maskz_loadu_ps(mask(q), job.init.as_ptr().add(j0 + 16 * q))
+        });
+        for g in job.groups.clone() {
+            let mut acc = [init; 4];
+            for e in starts[g]..starts[g + 1] {
+                let s = job
+                    .src
+                    .add(*cols.get_unchecked(e) as usize * job.src_stride + j0);
+                let v: [__m512; 4] =
+                    std::array::from_fn(|k| _mm512_set1_ps(*vals[k].get_unchecked(e)));
+                for q in 0..V {
+                    let x = _mm512_maskz_loadu_ps(mask(q), s.add(16 * q));
+                    for (acc, v) in acc.iter_mut().zip(&v) {
+                        acc[q] = _mm512_fmadd_ps(*v, x, acc[q]);
+                    }
+                }
             }
-        };
-        let init = load(init.as_ptr());
-        for (c, p) in cursor.iter_mut().zip(group.clone()) {
-            *c = starts[p];
-        }
-        // At least one block, so that rows with no entries get `init`.
-        for k0 in (0..src.rows.max(1)).step_by(BLOCK_SRC_ROWS) {
-            let k1 = (k0 + BLOCK_SRC_ROWS).min(src.rows);
-            for (c, p) in cursor.iter_mut().zip(group.clone()) {
-                let o0 = out.ptr.add(2 * p * out.stride + j0);
-                let o1 = o0.add(out.stride);
-                let has_second = 2 * p + 1 < out.rows;
-                let (mut e, end) = (*c, starts[p + 1]);
-                let first = k0 == 0;
-                // A pair with no entries in this block keeps what it has; a quarter of MNIST's
-                // (row, block) pairs are empty (the image's top and bottom rows of pixels).
-                if !first && (e == end || cols[e] as usize >= k1) {
-                    continue;
-                }
-                let (mut acc0, mut acc1) = if first {
-                    (init, init)
-                } else if has_second {
-                    (load(o0), load(o1))
-                } else {
-                    (load(o0), init)
-                };
-                while e < end {
-                    // In bounds: `end` is a pair's end, at most `cols.len() == vals0.len() ==
-                    // vals1.len()`.
-                    let col = *cols.get_unchecked(e) as usize;
-                    if col >= k1 {
-                        break;
+            for (&p, acc) in job.squares.pixels[g].iter().zip(&acc) {
+                if let Some(row) = job.out_row(p) {
+                    let row = row.add(j0);
+                    for (q, a) in acc.iter().enumerate() {
+                        _mm512_mask_storeu_ps(row.add(16 * q), mask(q), *a);
                     }
-                    let v0 = _mm512_set1_ps(*vals0.get_unchecked(e));
-                    let v1 = _mm512_set1_ps(*vals1.get_unchecked(e));
-                    let s = src.ptr.add(col * src.stride + j0);
-                    for q in 0..V {
-                        let x = _mm512_maskz_loadu_ps(mask(q), s.add(16 * q));
-                        acc0[q] = _mm512_fmadd_ps(v0, x, acc0[q]);
-                        acc1[q] = _mm512_fmadd_ps(v1, x, acc1[q]);
-                    }
-                    e += 1;
-                }
-                *c = e;
-                store(o0, &acc0);
-                if has_second {
-                    store(o1, &acc1);
                 }
             }
         }
@@ -391,120 +315,148 @@ unsafe fn block<const V: usize>(job: &Block, group: std::ops::Range<usize>, curs
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array1, Array2};
+    use crate::sparse::SparseBatch;
 
-    /// A sparse matrix of `rows x cols` with about a quarter of its entries nonzero, and its dense form.
-    fn sample(rows: usize, cols: usize) -> (SparseRows, Array2<f32>) {
-        let bytes = Array2::from_shape_fn((rows, cols), |(i, j)| {
-            if (i * 3 + j * 5) % 4 == 0 {
-                ((i + 2 * j) % 250 + 1) as u8
-            } else {
-                0
-            }
-        });
-        let rows: Vec<&[u8]> = bytes
-            .rows()
-            .into_iter()
-            .map(|r| r.to_slice().unwrap())
+    /// `images` images of `width` pixels in rows of `line` (squares run off the right and the bottom
+    /// when those are odd), about a third of the pixels nonzero, and the dense `S` they stand for.
+    fn batch(images: usize, width: usize, line: usize) -> (SparseBatch, Array2<f32>) {
+        let bytes: Vec<u8> = (0..images * width)
+            .map(|i| if i % 3 == 0 { (i * 7 % 251) as u8 } else { 0 })
             .collect();
-        (
-            SparseRows::from_rows(&rows, cols, 0.25),
-            bytes.mapv(|p| p as f32 * 0.25),
-        )
+        let picked: Vec<u32> = (0..images).map(|r| ((r * 5) % images) as u32).collect();
+        let mut sparse = SparseBatch::default();
+        sparse.fill(&bytes, (width, line), &picked, 0.25);
+        let dense = Array2::from_shape_fn((images, width), |(r, c)| {
+            bytes[picked[r] as usize * width + c] as f32 * 0.25
+        });
+        (sparse, dense)
     }
 
-    /// Rows whose entries sit in some source blocks and skip others (as an image's pixel rows do):
-    /// the skipped blocks must leave the sums as they are, on one thread and split over two.
+    /// Every column count from one register to past a pass, images in one row and in odd rows, on one
+    /// thread, on two (whose parts cut bands of squares), with the helper, and in the portable loops.
     #[test]
-    fn rows_with_empty_blocks_keep_their_sums() {
-        let inner = 5 * BLOCK_SRC_ROWS + 7;
-        let bytes = Array2::from_shape_fn((4, inner), |(i, j)| match i {
-            0 if j < 10 || (4 * BLOCK_SRC_ROWS..4 * BLOCK_SRC_ROWS + 9).contains(&j) => 3,
-            2 if (2 * BLOCK_SRC_ROWS + 1..2 * BLOCK_SRC_ROWS + 5).contains(&j) => 7,
-            3 if j + 1 == inner => 1,
-            _ => 0,
-        });
-        let rows: Vec<&[u8]> = bytes
-            .rows()
-            .into_iter()
-            .map(|r| r.to_slice().unwrap())
-            .collect();
-        let sparse = SparseRows::from_rows(&rows, inner, 0.5);
-        let n = 40;
-        let src = Array2::from_shape_fn((inner, n), |(i, j)| ((i * 5 + j * 3) % 13) as f32 - 6.0);
-        let init = Array1::from_shape_fn(n, |j| j as f32 - 20.0);
-        let want = bytes.mapv(|p| p as f32 * 0.5).dot(&src) + &init;
-        let mut whole = Array2::from_elem((4, n), f32::NAN);
-        gather_rows(&sparse, src.view(), init.view(), whole.view_mut());
-        let mut split = Array2::from_elem((4, n), f32::NAN);
-        crate::parallel::with_helper(|| {
-            gather_rows(&sparse, src.view(), init.view(), split.view_mut())
-        });
-        for got in [&whole, &split] {
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
-            }
-        }
-    }
-
-    /// Every column count from one register to past a block, and source rows spanning several blocks.
-    #[test]
-    fn gather_rows_is_init_plus_sparse_times_dense() {
-        for (rows, inner, n) in [
-            (23, 9, 37),
-            (5, 200, 16),
-            (130, 70, 1),
-            (7, 130, 300),
-            (3, 0, 20),
-            (9, 5, 520),
+    fn gather_squares_is_init_plus_the_transpose_times_dense() {
+        for (images, width, line, n) in [
+            (7, 63, 9, 1),
+            (100, 63, 9, 10),
+            (30, 63, 7, 64),
+            (13, 40, 40, 100),
+            (5, 63, 9, 200),
+            (0, 10, 5, 16),
         ] {
-            let (sparse, dense) = sample(rows, inner);
-            let src = Array2::from_shape_fn((inner, n), |(i, j)| ((i * 7 + j) % 11) as f32 - 5.0);
+            let (sparse, dense) = batch(images, width, line);
+            let squares = &sparse.squares;
+            let src = Array2::from_shape_fn((images, n), |(i, j)| ((i * 7 + j) % 11) as f32 - 5.0);
             let init = Array1::from_shape_fn(n, |j| j as f32 * 0.5);
-            let want = dense.dot(&src) + &init;
-            let mut out = Array2::from_elem((rows, n), f32::NAN);
-            gather_rows(&sparse, src.view(), init.view(), out.view_mut());
-            // The same on two threads, which split the rows.
+            let want = dense.t().dot(&src) + &init;
+            let run = |out: &mut Array2<f32>| {
+                gather_squares(squares, src.view(), init.view(), out.view_mut())
+            };
+            let mut one = Array2::from_elem((width, n), f32::NAN);
+            crate::parallel::with_helper(|| crate::parallel::join(|| (), || run(&mut one)));
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(2)
                 .build()
                 .unwrap();
-            let mut split = Array2::from_elem((rows, n), f32::NAN);
-            pool.install(|| gather_rows(&sparse, src.view(), init.view(), split.view_mut()));
-            // On the helper thread's pair.
-            let mut helper = Array2::from_elem((rows, n), f32::NAN);
-            crate::parallel::with_helper(|| {
-                gather_rows(&sparse, src.view(), init.view(), helper.view_mut())
-            });
-            // The portable loops.
-            let mut portable = Array2::from_elem((rows, n), f32::NAN);
-            let out_all = StridedMut {
-                ptr: portable.as_mut_ptr(),
-                stride: n,
-                rows,
+            let mut two = Array2::from_elem((width, n), f32::NAN);
+            pool.install(|| run(&mut two));
+            let mut helper = Array2::from_elem((width, n), f32::NAN);
+            crate::parallel::with_helper(|| run(&mut helper));
+            let mut portable = Array2::from_elem((width, n), f32::NAN);
+            let job = Job {
+                squares,
+                groups: 0..squares.pixels.len(),
+                rows: 0..width,
+                src: src.as_ptr(),
+                src_stride: n,
+                init: init.as_slice().unwrap(),
+                out: portable.as_mut_ptr(),
+                out_stride: n,
             };
-            let src_all = Strided {
-                ptr: src.as_ptr(),
-                stride: n,
-                rows: inner,
-                width: n,
-            };
-            // SAFETY: both describe the whole, contiguous arrays.
-            let init_all = init.as_slice().unwrap();
-            unsafe { gather_range_portable(&sparse, 0, &src_all, init_all, &out_all) };
+            // SAFETY: the job describes the whole, contiguous arrays.
+            unsafe { gather_portable(&job) };
             for (got, name) in [
-                (&out, "kernel"),
-                (&split, "two threads"),
-                (&helper, "two threads, with a helper"),
+                (&one, "one thread"),
+                (&two, "two threads"),
+                (&helper, "with the helper"),
                 (&portable, "portable"),
             ] {
                 for (a, b) in got.iter().zip(&want) {
                     assert!(
-                        (a - b).abs() <= 1e-3 * b.abs().max(1.0),
-                        "{name} {rows}x{inner}x{n}: {a} vs {b}"
+                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{name}, {images} images of {width} in rows of {line}, {n} columns: {a} vs {b}"
                     );
                 }
             }
         }
+    }
+
+    /// The fused update gives what the gradient and then the plain update give, to the bit, and the
+    /// updated rows' column sums, with the weight's rows split over two threads in the middle of a band
+    /// and a group of bands in the middle of each part.
+    #[test]
+    fn the_fused_update_is_the_gradient_then_the_update() {
+        let (images, width, line, n) = (50, 300, 10, 70);
+        let (sparse, _) = batch(images, width, line);
+        let src = Array2::from_shape_fn((images, n), |(i, j)| ((i * 3 + j) % 7) as f32 * 0.1 - 0.3);
+        let init = Array1::from_shape_fn(n, |j| j as f32 * 0.01);
+        let start = Array2::from_shape_fn((width, n), |(i, j)| ((i + 2 * j) % 13) as f32 * 0.05);
+        let sgd = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.01,
+        };
+        let mut plain = Param::new("w".into(), start.clone());
+        plain.velocity.fill(0.25);
+        let mut fused = plain.clone();
+        crate::parallel::with_helper(|| {
+            gather_squares(
+                &sparse.squares,
+                src.view(),
+                init.view(),
+                plain.grad.view_mut(),
+            );
+            for _ in 0..2 {
+                let mut parts = vec![Array1::zeros(n); 2];
+                let sums = ColumnSums {
+                    scale: 0.5,
+                    parts: &mut parts,
+                };
+                gather_squares_update(
+                    &sparse.squares,
+                    src.view(),
+                    init.view(),
+                    &mut fused,
+                    &sgd,
+                    sums,
+                );
+                let height = part_height(width);
+                assert_eq!(
+                    height, 150,
+                    "two parts, the first ending inside a band of 20 rows"
+                );
+                for (k, part) in parts.iter().enumerate() {
+                    let rows = fused.value.slice(s![k * height..(k + 1) * height, ..]);
+                    let want = rows.sum_axis(ndarray::Axis(0)) * 0.5;
+                    for (a, b) in part.iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                            "part {k}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        });
+        // The plain way, twice, the gradient made again from the same batch.
+        for _ in 0..2 {
+            sgd.update_rows_summing(
+                plain.value.view_mut(),
+                plain.grad.view(),
+                plain.velocity.view_mut(),
+                None,
+            );
+        }
+        assert_eq!(fused.value, plain.value);
+        assert_eq!(fused.velocity, plain.velocity);
     }
 }

@@ -11,10 +11,12 @@
 //! rows of `D`, picked by one sparse row of `Sᵀ`. The forward pass is [`scatter_squares`]: the weight
 //! rows of four neighbouring pixels added into the output row of every image that has any of them.
 
+use std::ops::Range;
+
 mod gather;
 mod scatter;
 
-pub use gather::{ColumnSums, gather_rows, gather_rows_update, part_height};
+pub use gather::{ColumnSums, gather_squares, gather_squares_update, part_height};
 pub use scatter::scatter_squares;
 
 /// A sparse matrix by groups of `N` rows: rows `N g .. N g + N` share one list of entries, the columns
@@ -153,42 +155,14 @@ impl<const N: usize> SparseRows<N> {
         }
         sparse
     }
-
-    /// Writes the transpose into `out`, pairing its rows as [`SparseBatch`] does (a plain reference
-    /// that the batch's column form is tested against).
-    #[cfg(test)]
-    pub fn transpose_into(&self, out: &mut SparseRows) {
-        let mut dense = vec![vec![0u8; self.nrows]; self.ncols];
-        let mut values = vec![vec![0.0f32; self.nrows]; self.ncols];
-        for r in 0..self.nrows {
-            for (c, v) in self.row(r) {
-                dense[c as usize][r] = 1;
-                values[c as usize][r] = v;
-            }
-        }
-        out.clear(self.nrows);
-        for pair in dense.chunks(2) {
-            let pair: Vec<&[u8]> = pair.iter().map(|r| &r[..]).collect();
-            out.push_group(&pair, 1.0);
-        }
-        // The values themselves, at the positions the pushes found.
-        for p in 0..out.starts.len() - 1 {
-            for k in out.starts[p]..out.starts[p + 1] {
-                let c = out.cols[k] as usize;
-                out.vals[0][k] = values[2 * p][c];
-                out.vals[1][k] = values.get(2 * p + 1).map_or(0.0, |row| row[c]);
-            }
-        }
-    }
 }
 
-/// A batch of byte images in sparse form, by pixels: in pairs for the weight gradient, and in squares
-/// of four for the forward pass (see [`Squares`]). Both are made from the batch's bytes transposed
-/// (a counting sort from the images' form would scatter its writes over every pixel: 3.7 ns an entry,
-/// measured), sixteen by sixteen in vector registers, each pixel's bytes then compressed as a row.
+/// A batch of byte images in sparse form: by pixels, in squares of four (see [`Squares`]), for both
+/// the forward pass and the weight gradient. Made from the batch's bytes transposed (a counting sort
+/// from the images' form would scatter its writes over every pixel: 3.7 ns an entry, measured),
+/// sixteen by sixteen in vector registers, each square's four pixels' bytes then compressed together.
 #[derive(Debug, Clone, Default)]
 pub struct SparseBatch {
-    pub by_col: SparseRows,
     pub squares: Squares,
     /// The batch's bytes by pixel: `width` rows of `rows` rounded up to 16.
     transposed: Vec<u8>,
@@ -201,13 +175,16 @@ pub struct SparseBatch {
 /// pixels are nonzero in mostly the same images: on MNIST a square's entries hold 1.34 nonzero values
 /// for every one, against 1.53 for a pair of images (the form the forward pass had before) and 1.48
 /// for four pixels in a row. The forward pass keeps a square's four weight rows in registers and
-/// adds them into each image's output row that has any of the four ([`scatter_squares`]).
+/// adds them into each image's output row that has any of the four ([`scatter_squares`]); the
+/// gradient sums each square's four rows from one load of each image's row ([`gather_squares`]).
 #[derive(Debug, Clone, Default)]
 pub struct Squares {
     pub groups: SparseRows<4>,
     pub pixels: Vec<[u32; 4]>,
     /// The image shape `pixels` was made for: `(width, line)`.
     shape: (usize, usize),
+    /// Pixels per row of the squares' image: `line`, or `width` when `line` does not divide it.
+    line: usize,
 }
 
 /// A member of a square outside the image.
@@ -227,6 +204,7 @@ impl Squares {
         } else {
             width
         };
+        self.line = line;
         let height = width / line.max(1);
         let at = |r: usize, c: usize| {
             if r < height && c < line {
@@ -243,12 +221,29 @@ impl Squares {
             }
         }
     }
+
+    /// The pixels the squares cover: the image's width.
+    pub fn pixel_count(&self) -> usize {
+        self.shape.0
+    }
+
+    /// Pixels in a band of squares (two rows of the image): a band's squares hold exactly its pixels.
+    pub fn band_rows(&self) -> usize {
+        (2 * self.line).max(1)
+    }
+
+    /// The squares that hold any of the pixels `pixels`: those of the bands the range touches.
+    pub fn squares_holding(&self, pixels: Range<usize>) -> Range<usize> {
+        let per_band = self.line.div_ceil(2);
+        let band = self.band_rows();
+        let end = (pixels.end.div_ceil(band) * per_band).min(self.pixels.len());
+        (pixels.start / band * per_band).min(end)..end
+    }
 }
 
 impl SparseBatch {
-    /// Builds both forms from the images `indices` of `images` (each `width` bytes, in rows of `line`
-    /// pixels), keeping the nonzero pixels times `scale`. The two forms are compressed at once, on two
-    /// threads when there are two ([`crate::parallel::join`]).
+    /// Builds the squares from the images `indices` of `images` (each `width` bytes, in rows of `line`
+    /// pixels), keeping the nonzero pixels times `scale`.
     pub fn fill(
         &mut self,
         images: &[u8],
@@ -257,7 +252,6 @@ impl SparseBatch {
         scale: f32,
     ) {
         let SparseBatch {
-            by_col,
             squares,
             transposed,
             zeros,
@@ -271,31 +265,15 @@ impl SparseBatch {
         }
         transpose_bytes(images, (width, zeros), indices, transposed, padded);
         squares.shape_for(width, line);
-        let transposed = &transposed[..width * padded];
         let pixel = |p: u32| match p {
             ABSENT => &[][..],
             p => &transposed[p as usize * padded..][..rows],
         };
         let Squares { groups, pixels, .. } = squares;
-        crate::parallel::join(
-            || {
-                by_col.clear(rows);
-                for pair in transposed.chunks(2 * padded) {
-                    let (first, second) = pair.split_at(padded.min(pair.len()));
-                    if second.is_empty() {
-                        by_col.push_group(&[&first[..rows]], scale);
-                    } else {
-                        by_col.push_group(&[&first[..rows], &second[..rows]], scale);
-                    }
-                }
-            },
-            || {
-                groups.clear(rows);
-                for square in pixels.iter() {
-                    groups.push_group(&square.map(pixel), scale);
-                }
-            },
-        );
+        groups.clear(rows);
+        for square in pixels.iter() {
+            groups.push_group(&square.map(pixel), scale);
+        }
     }
 }
 
@@ -668,32 +646,6 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_by_columns_is_the_transpose_of_its_images() {
-        // 70 images: the occupancy bits span two words.
-        let images: Vec<Vec<u8>> = (0..70)
-            .map(|r: usize| {
-                (0..9)
-                    .map(|c| ((r * 5 + c * 3) % 4 * (r + c) % 256) as u8)
-                    .collect()
-            })
-            .collect();
-        let flat: Vec<u8> = images.concat();
-        let all: Vec<u32> = (0..70).collect();
-        let mut batch = SparseBatch::default();
-        batch.fill(&flat, (9, 3), &all, 0.5);
-        let by_row = SparseRows::<2>::from_rows(&images, 9, 0.5);
-        let mut transposed = SparseRows::default();
-        by_row.transpose_into(&mut transposed);
-        assert_eq!(to_dense(&batch.by_col), to_dense(&transposed));
-        assert_eq!(batch.by_col.starts(), transposed.starts());
-        assert_eq!(batch.by_col.cols(), transposed.cols());
-        // Refilled with fewer images, nothing of the larger batch is left.
-        batch.fill(&flat, (9, 3), &[1, 2, 3], 0.5);
-        SparseRows::<2>::from_rows(&images[1..4], 9, 0.5).transpose_into(&mut transposed);
-        assert_eq!(to_dense(&batch.by_col), to_dense(&transposed));
-    }
-
-    #[test]
     fn squares_cover_every_pixel_once_with_its_values() {
         // Images of 3 x 5 pixels (odd both ways: squares run off the right and the bottom), and of 15
         // pixels in one row when the shape is not known.
@@ -733,6 +685,18 @@ mod tests {
         // A square's pixels in 3 x 5 images: two rows by two pixels.
         let mut batch = SparseBatch::default();
         batch.fill(&flat, (15, 5), &picked, 0.5);
+        // Refilled with fewer images, nothing of the larger batch is left.
+        let mut refilled = batch.clone();
+        refilled.fill(&flat, (15, 5), &picked[..3], 0.5);
+        let mut fresh = SparseBatch::default();
+        fresh.fill(&flat, (15, 5), &picked[..3], 0.5);
+        let (a, b) = (&refilled.squares.groups, &fresh.squares.groups);
+        assert_eq!(
+            (a.nrows(), a.ncols(), a.nnz()),
+            (b.nrows(), b.ncols(), b.nnz())
+        );
+        assert_eq!((a.starts(), a.cols()), (b.starts(), b.cols()));
+        assert_eq!(to_dense(a), to_dense(b));
         assert_eq!(batch.squares.pixels[0], [0, 1, 5, 6]);
         assert_eq!(batch.squares.pixels[2], [4, ABSENT, 9, ABSENT]);
         assert_eq!(batch.squares.pixels[3], [10, 11, ABSENT, ABSENT]);
@@ -756,20 +720,6 @@ mod tests {
                     None => 9,
                 };
                 assert_eq!(out[c * stride + r], want, "row {r} pixel {c}");
-            }
-        }
-    }
-
-    #[test]
-    fn transpose_matches_the_dense_transpose() {
-        let (sparse, _) = sample();
-        let mut t = SparseRows::default();
-        sparse.transpose_into(&mut t);
-        assert_eq!((t.nrows(), t.ncols(), t.nnz()), (9, 23, sparse.nnz()));
-        let (a, b) = (to_dense(&sparse), to_dense(&t));
-        for i in 0..23 {
-            for j in 0..9 {
-                assert_eq!(a[i][j], b[j][i]);
             }
         }
     }
