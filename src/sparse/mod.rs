@@ -7,9 +7,10 @@
 //! x W  = S W  + offset · 1 · colsum(W)ᵀ           forward
 //! xᵀ D = Sᵀ D + offset · 1 · colsum(D)ᵀ           weight gradient (colsum(D) is the bias gradient)
 //! ```
-//! The gradient is [`gather_rows`]: each output row (a pixel's) is a fixed row plus a weighted sum of
-//! rows of `D`, picked by one sparse row of `Sᵀ`. The forward pass is [`scatter_squares`]: the weight
-//! rows of four neighbouring pixels added into the output row of every image that has any of them.
+//! Both go by [`Squares`], four neighbouring pixels at a time. The gradient is [`gather_squares`]: each
+//! output row (a pixel's) is a fixed row plus a weighted sum of rows of `D`, one per image with that
+//! pixel nonzero. The forward pass is [`scatter_squares`]: the weight rows of a square's pixels added
+//! into the output row of every image that has any of them.
 
 use std::ops::Range;
 
@@ -22,15 +23,8 @@ pub use scatter::scatter_squares;
 /// A sparse matrix by groups of `N` rows: rows `N g .. N g + N` share one list of entries, the columns
 /// where any is nonzero, `cols[starts[g]..starts[g + 1]]` (increasing), with each row's value at those
 /// positions in `vals[0]` to `vals[N - 1]` (0 where that row has none, and throughout the missing rows
-/// of a short last group). [`SparseBatch`] makes pairs (`N = 2`, the default) for the gradient and
-/// squares of pixels (`N = 4`) for the forward pass. With pairs, [`gather_rows`] sums both rows from
-/// one load of each source row: 16
-/// independent FMA chains against 8 loads, where a row alone had 8 against 9. On MNIST 65% of a pair
-/// of images' entries are nonzero (they share the middle of the frame) and 86% of a pair of neighbouring
-/// pixels' (over the batch's images). One thread, 600 MNIST batches, the kernel alone: the forward
-/// pass 0.85x and the gradient 0.71x the time of the kernel one row at a time; in training (`mlp
-/// bench --threads 1`, medians of 6 alternated runs), where the weight comes from L3, the forward
-/// 0.98x (MLP2) and 0.93x (MLP1), the gradient 0.84x and 0.83x.
+/// of a short last group). [`SparseBatch`] makes squares of pixels (`N = 4`) for both kernels; pairs
+/// (`N = 2`, the default) were their form before the squares.
 ///
 /// Every column is below `ncols` (the kernels rely on it), which is why the fields are private and the
 /// only ways in check it.
