@@ -315,22 +315,7 @@ unsafe fn block_avx512<const V: usize>(job: &Job, j0: usize, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sparse::SparseBatch;
-
-    /// `images` images of `width` pixels in rows of `line` (squares run off the right and the bottom
-    /// when those are odd), about a third of the pixels nonzero, and the dense `S` they stand for.
-    fn batch(images: usize, width: usize, line: usize) -> (SparseBatch, Array2<f32>) {
-        let bytes: Vec<u8> = (0..images * width)
-            .map(|i| if i % 3 == 0 { (i * 7 % 251) as u8 } else { 0 })
-            .collect();
-        let picked: Vec<u32> = (0..images).map(|r| ((r * 5) % images) as u32).collect();
-        let mut sparse = SparseBatch::default();
-        sparse.fill(&bytes, (width, line), &picked, 0.25);
-        let dense = Array2::from_shape_fn((images, width), |(r, c)| {
-            bytes[picked[r] as usize * width + c] as f32 * 0.25
-        });
-        (sparse, dense)
-    }
+    use crate::sparse::fixtures::{assert_close, batch};
 
     /// Every column count from one register to past a pass, images in one row and in odd rows, on one
     /// thread, on two (whose parts cut bands of squares), with the helper, and in the portable loops.
@@ -375,19 +360,14 @@ mod tests {
             };
             // SAFETY: the job describes the whole, contiguous arrays.
             unsafe { gather_portable(&job) };
-            for (got, name) in [
+            let got = [
                 (&one, "one thread"),
                 (&two, "two threads"),
                 (&helper, "with the helper"),
                 (&portable, "portable"),
-            ] {
-                for (a, b) in got.iter().zip(&want) {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                        "{name}, {images} images of {width} in rows of {line}, {n} columns: {a} vs {b}"
-                    );
-                }
-            }
+            ];
+            let case = format!("{images} images of {width} in rows of {line}, {n} columns");
+            assert_close(&got, &want, &case);
         }
     }
 

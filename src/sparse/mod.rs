@@ -521,6 +521,41 @@ unsafe fn compress_nonzero_vbmi2<const N: usize>(
     }
 }
 
+/// What the kernels' tests share: a batch and its dense form, and a comparison within a tolerance.
+#[cfg(test)]
+mod fixtures {
+    use super::SparseBatch;
+    use ndarray::Array2;
+
+    /// `images` images of `width` pixels in rows of `line` (squares run off the right and the bottom
+    /// when those are odd), about a third of the pixels nonzero, picked out of order, as a sparse batch
+    /// (values `p / 4`), and the dense `S` it stands for.
+    pub fn batch(images: usize, width: usize, line: usize) -> (SparseBatch, Array2<f32>) {
+        let bytes: Vec<u8> = (0..images * width)
+            .map(|i| if i % 3 == 0 { (i * 7 % 251) as u8 } else { 0 })
+            .collect();
+        let picked: Vec<u32> = (0..images).map(|r| ((r * 5) % images) as u32).collect();
+        let mut sparse = SparseBatch::default();
+        sparse.fill(&bytes, (width, line), &picked, 0.25);
+        let dense = Array2::from_shape_fn((images, width), |(r, c)| {
+            bytes[picked[r] as usize * width + c] as f32 * 0.25
+        });
+        (sparse, dense)
+    }
+
+    /// Every result in `got` (each named) within 1e-4 (relative, or absolute below 1) of `want`.
+    pub fn assert_close(got: &[(&Array2<f32>, &str)], want: &Array2<f32>, case: &str) {
+        for (got, name) in got {
+            for (a, b) in got.iter().zip(want) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{name}, {case}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

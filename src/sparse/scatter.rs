@@ -283,31 +283,15 @@ unsafe fn block_avx512<const V: usize>(block: &Block) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sparse::SparseBatch;
+    use crate::sparse::fixtures::{assert_close, batch};
     use ndarray::Array1;
-
-    /// `images` images of 7 x 9 pixels (squares run off the right and the bottom), about a third of
-    /// the pixels nonzero, as a sparse batch, and the dense `S` it stands for.
-    fn batch(images: usize) -> (SparseBatch, Array2<f32>) {
-        let width = 63;
-        let bytes: Vec<u8> = (0..images * width)
-            .map(|i| if i % 3 == 0 { (i * 7 % 251) as u8 } else { 0 })
-            .collect();
-        let picked: Vec<u32> = (0..images).map(|r| ((r * 5) % images) as u32).collect();
-        let mut sparse = SparseBatch::default();
-        sparse.fill(&bytes, (width, 9), &picked, 0.25);
-        let dense = Array2::from_shape_fn((images, width), |(r, c)| {
-            bytes[picked[r] as usize * width + c] as f32 * 0.25
-        });
-        (sparse, dense)
-    }
 
     /// Every column count from one register to past a pass, one pass of images and several, on one
     /// thread, on two, and in the portable loops.
     #[test]
     fn scatter_squares_is_init_plus_sparse_times_dense() {
         for (images, n) in [(5, 1), (100, 10), (130, 64), (300, 100), (2, 200)] {
-            let (sparse, dense) = batch(images);
+            let (sparse, dense) = batch(images, 63, 9);
             let src = Array2::from_shape_fn((63, n), |(i, j)| ((i * 7 + j) % 11) as f32 - 5.0);
             let init = Array1::from_shape_fn(n, |j| j as f32 * 0.5);
             let want = dense.dot(&src) + &init;
@@ -349,18 +333,12 @@ mod tests {
                     &out,
                 )
             };
-            for (got, name) in [
+            let got = [
                 (&one, "one thread"),
                 (&two, "two threads"),
                 (&portable, "portable"),
-            ] {
-                for (a, b) in got.iter().zip(&want) {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                        "{name}, {images} images x {n}: {a} vs {b}"
-                    );
-                }
-            }
+            ];
+            assert_close(&got, &want, &format!("{images} images x {n}"));
         }
     }
 }
