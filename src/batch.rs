@@ -15,11 +15,14 @@ use crate::sparse::{SparseBatch, Squares};
 pub const OFFSET: f32 = -128.0 / 255.0;
 
 /// Share of nonzero pixels below which the first layer takes the sparse path. Measured on this project's
-/// 2-core AVX-512 machine (README, Performance): at MNIST's density of 0.19 the sparse path took 0.77x
-/// the dense path's time for `mlp train --max-epoch 3` (whole process, 2 threads); its work grows with
-/// the density and the dense path's does not, so the break-even lies near 0.3, and a denser set such as
+/// 2-core AVX-512 machine (README, Performance): its work grows with the density and the dense path's
+/// does not. With MNIST made denser by random nonzero pixels (which also spoils the squares' shared
+/// pixels, so this errs towards the dense path), `mlp bench --epochs 1`, medians of 3 alternated runs,
+/// sparse against dense: MLP1 0.152/0.211 s at 0.25, 0.186/0.213 at 0.30, 0.195/0.196 at 0.35,
+/// 0.227/0.241 at 0.40, 0.239/0.181 at 0.50; MLP2 0.585/0.600 at 0.30, 0.639/0.633 at 0.40,
+/// 0.653/0.595 at 0.50. So the break-even lies between 0.35 and 0.45; a denser set such as
 /// Fashion-MNIST (about 0.5) takes the dense path.
-pub const SPARSE_MAX_DENSITY: f64 = 0.3;
+pub const SPARSE_MAX_DENSITY: f64 = 0.35;
 
 /// Which path the first layer takes.
 #[derive(
