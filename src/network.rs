@@ -12,7 +12,7 @@ use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
 
-/// Parameters in the layers after the first up to which they run beside the next batch's building
+/// Parameters in the last layers up to which they run on one thread beside the next batch's building
 /// (see [`Network::train_step`]).
 const LIGHT_LATER_LAYERS: usize = 1 << 16;
 
@@ -138,10 +138,10 @@ impl Network {
     /// `mlp bench`).
     ///
     /// `beside` (building the next batch) runs at the same time on the other thread when there is one
-    /// ([`crate::parallel::join`]) and the layers after the first are light: those run on one thread
-    /// and would leave the other idle. With heavier layers there, which split over both threads
-    /// themselves, or on one thread, `beside` runs first, on its own (as the batch was built before
-    /// this step, so the step finds its data in cache).
+    /// ([`crate::parallel::join`]), beside the network's light tail (its last layers, the loss and
+    /// their backward passes, see [`Network::light_tail`]), which runs on one thread: for MLP1 all the
+    /// layers after the first, for MLP2 those after its 500 x 256 layer. On one thread `beside` runs
+    /// first, on its own (as the batch was built before this step, so the step finds its data in cache).
     pub fn train_step(
         &mut self,
         x: &InputBatch,
@@ -172,10 +172,13 @@ impl Network {
         }
         self.layers[0].forward_input(x, self.outputs[0].slice_mut(s![..n, ..]));
         laps.lap(Stage::Forward(0));
+        let tail = self.light_tail();
+        self.forward_layers(1..tail, n, laps);
         let stats = match beside {
-            Some(beside) => crate::parallel::join(|| self.later_layers(x, loss, laps), beside).0,
-            None => self.later_layers(x, loss, laps),
+            Some(beside) => crate::parallel::join(|| self.tail(tail, x, loss, laps), beside).0,
+            None => self.tail(tail, x, loss, laps),
         };
+        self.backward_layers(1..tail, n, laps);
         let update = plan.filter(|plan| plan.allow_nan || stats.loss_sum.is_finite());
         let (out, dout) = (
             self.outputs[0].slice(s![..n, ..]),
@@ -201,39 +204,48 @@ impl Network {
         (stats, update.is_some())
     }
 
-    /// Whether [`Network::train_step`] runs its `beside` at the same time as the layers.
+    /// Whether [`Network::train_step`] runs its `beside` at the same time as the layers: whenever there
+    /// is a second thread, beside the light tail of the network ([`Network::light_tail`]), which has
+    /// too little work to split.
     pub fn builds_beside(&self) -> bool {
-        crate::parallel::threads() >= 2 && self.later_layers_are_light()
+        crate::parallel::threads() >= 2
     }
 
-    /// Whether the layers after the first have few enough parameters to run on one thread: MLP1's
-    /// 256 x 10 output layer (2,570), not MLP2's 500 x 256 one.
-    fn later_layers_are_light(&self) -> bool {
-        let params: usize = self.layers[1..]
-            .iter()
-            .flat_map(|l| l.params())
-            .map(|p| p.value.len())
-            .sum();
-        params <= LIGHT_LATER_LAYERS
+    /// The first of the layers after the first that, with all those after them, have few enough
+    /// parameters to run on one thread (the layers' count when none have): all of MLP1's after its
+    /// first (the 256 x 10 output layer, 2,570), MLP2's from its second ReLU on (not its 500 x 256
+    /// layer). The next batch is built beside these, the loss and their backward passes: in MLP2
+    /// otherwise the helper idled through them, and the batch took the main thread's time of its own.
+    fn light_tail(&self) -> usize {
+        let mut tail = self.layers.len();
+        let mut sum = 0;
+        while tail > 1 {
+            sum += self.layers[tail - 1]
+                .params()
+                .iter()
+                .map(|p| p.value.len())
+                .sum::<usize>();
+            if sum > LIGHT_LATER_LAYERS {
+                break;
+            }
+            tail -= 1;
+        }
+        tail
     }
 
-    /// The forward pass of every layer after the first, the loss and their backward passes.
-    fn later_layers(&mut self, x: &InputBatch, loss: Loss, laps: &mut impl Laps) -> BatchStats {
-        let n = x.rows();
-        for i in 1..self.layers.len() {
+    /// The forward passes of the layers `range` (after the first).
+    fn forward_layers(&mut self, range: std::ops::Range<usize>, n: usize, laps: &mut impl Laps) {
+        for i in range {
             let (before, after) = self.outputs.split_at_mut(i);
             let inp = before[i - 1].slice(s![..n, ..]);
             self.layers[i].forward(inp, after[0].slice_mut(s![..n, ..]));
             laps.lap(Stage::Forward(i));
         }
-        let last = self.layers.len() - 1;
-        let stats = loss.evaluate(
-            self.outputs[last].slice(s![..n, ..]),
-            x.labels(),
-            Some(self.douts[last].slice_mut(s![..n, ..])),
-        );
-        laps.lap(Stage::Loss);
-        for i in (1..self.layers.len()).rev() {
+    }
+
+    /// The backward passes of the layers `range` (after the first), last first.
+    fn backward_layers(&mut self, range: std::ops::Range<usize>, n: usize, laps: &mut impl Laps) {
+        for i in range.rev() {
             let (douts_before, douts_after) = self.douts.split_at_mut(i);
             self.layers[i].backward(
                 self.outputs[i - 1].slice(s![..n, ..]),
@@ -243,6 +255,26 @@ impl Network {
             );
             laps.lap(Stage::Backward(i));
         }
+    }
+
+    /// The layers from `tail` on, forward, the loss, and their backward passes.
+    fn tail(
+        &mut self,
+        tail: usize,
+        x: &InputBatch,
+        loss: Loss,
+        laps: &mut impl Laps,
+    ) -> BatchStats {
+        let n = x.rows();
+        let last = self.layers.len() - 1;
+        self.forward_layers(tail..last + 1, n, laps);
+        let stats = loss.evaluate(
+            self.outputs[last].slice(s![..n, ..]),
+            x.labels(),
+            Some(self.douts[last].slice_mut(s![..n, ..])),
+        );
+        laps.lap(Stage::Loss);
+        self.backward_layers(tail..last + 1, n, laps);
         stats
     }
 
@@ -286,5 +318,31 @@ impl Network {
             .expect("a network has layers")
             .slice(s![..x.rows(), ..]);
         loss.evaluate(outputs, x.labels(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::NetSpec;
+    use rand::SeedableRng;
+
+    fn network(spec: &str) -> Network {
+        let spec: NetSpec = spec.parse().expect("a valid spec");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        Network::new(spec.build(&mut rng), spec.input_width(), 4)
+    }
+
+    /// The light tail starts after the last layer too heavy for one thread: MLP1's whole rest, MLP2's
+    /// after its 500 x 256 layer, none of a one-layer network.
+    #[test]
+    fn the_light_tail_starts_after_the_heavy_layers() {
+        let mlp1 = "linear,fc1,784,256,0.01; relu,r1; linear,fc2,256,10,0.01";
+        let mlp2 = "linear,fc1,784,500,0.01; relu,r1; linear,fc2,500,256,0.01; relu,r2; \
+                    linear,fc3,256,10,0.01";
+        let affine = "linear,fc1,784,10,0.01";
+        assert_eq!(network(mlp1).light_tail(), 1);
+        assert_eq!(network(mlp2).light_tail(), 3);
+        assert_eq!(network(affine).light_tail(), 1);
     }
 }
