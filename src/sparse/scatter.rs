@@ -39,6 +39,7 @@ pub fn scatter_squares(
         squares.groups.starts().len(),
         "a square per group"
     );
+    // Checked here, not taken from how `Squares` makes them: the loads below rely on it.
     assert!(
         squares
             .pixels
@@ -59,8 +60,9 @@ pub fn scatter_squares(
         return;
     }
     let init = init.as_slice().expect("contiguous init");
-    let mid = part_height(src.nrows()) as u32;
     if crate::parallel::threads() == 2 {
+        // Each square in one half: by its first pixel, which is never ABSENT.
+        let mid = part_height(src.nrows()) as u32;
         let split = squares.pixels.partition_point(|p| p[0] < mid);
         crate::parallel::sum_in_halves(
             out,
