@@ -24,12 +24,12 @@ pub use scatter::scatter_squares;
 /// where any is nonzero, `cols[starts[g]..starts[g + 1]]` (increasing), with each row's value at those
 /// positions in `vals[0]` to `vals[N - 1]` (0 where that row has none, and throughout the missing rows
 /// of a short last group). [`SparseBatch`] makes squares of pixels (`N = 4`) for both kernels; pairs
-/// (`N = 2`, the default) were their form before the squares.
+/// (`N = 2`) were their form before the squares.
 ///
 /// Every column is below `ncols` (the kernels rely on it), which is why the fields are private and the
 /// only ways in check it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SparseRows<const N: usize = 2> {
+pub struct SparseRows<const N: usize> {
     ncols: usize,
     nrows: usize,
     /// The nonzero values in all, for the density that picks the input path.
@@ -561,7 +561,7 @@ mod tests {
     use super::*;
 
     /// A 23 x 9 byte matrix with about a third of its entries nonzero.
-    fn sample() -> (SparseRows, Vec<Vec<u8>>) {
+    fn sample() -> (SparseRows<2>, Vec<Vec<u8>>) {
         let dense: Vec<Vec<u8>> = (0..23)
             .map(|i| {
                 (0..9)
@@ -575,7 +575,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        (SparseRows::from_rows(&dense, 9, 0.5), dense)
+        (SparseRows::<2>::from_rows(&dense, 9, 0.5), dense)
     }
 
     fn to_dense<const N: usize>(s: &SparseRows<N>) -> Vec<Vec<f32>> {
