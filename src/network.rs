@@ -139,7 +139,7 @@ impl Network {
     ///
     /// `beside` (building the next batch) runs at the same time on the other thread when there is one
     /// ([`crate::parallel::join`]), beside the network's light tail (its last layers, the loss and
-    /// their backward passes, see [`Network::light_tail`]), which runs on one thread: for MLP1 all the
+    /// their backward passes: `Network::light_tail`), which runs on one thread: for MLP1 all the
     /// layers after the first, for MLP2 those after its 500 x 256 layer. On one thread `beside` runs
     /// first, on its own (as the batch was built before this step, so the step finds its data in cache).
     pub fn train_step(
@@ -205,7 +205,7 @@ impl Network {
     }
 
     /// Whether [`Network::train_step`] runs its `beside` at the same time as the layers: whenever there
-    /// is a second thread, beside the light tail of the network ([`Network::light_tail`]), which has
+    /// is a second thread, beside the light tail of the network (`Network::light_tail`), which has
     /// too little work to split.
     pub fn builds_beside(&self) -> bool {
         crate::parallel::threads() >= 2
