@@ -232,7 +232,7 @@ fn sparse_and_dense_input_paths_agree() {
 
 /// `Network::train_step` updates the first layer from its gradient while that is in cache: the same
 /// parameters and velocities, to the bit, as computing every gradient and then updating, on one thread
-/// and on two, for a batch count that ends on an odd row; a step that keeps its gradients leaves them
+/// and on two (rayon's, the helper), for a batch count that ends on an odd row; a step that keeps its gradients leaves them
 /// all readable; a non-finite loss updates nothing unless NaNs are allowed.
 #[test]
 fn the_fused_update_equals_gradients_then_update() {
@@ -277,23 +277,11 @@ fn the_fused_update_equals_gradients_then_update() {
         assert!(grads[0].iter().any(|&g| g != 0.0));
         (net, grads)
     };
-    for threads in [1, 2] {
-        let (plain, fused) = if threads == 1 {
-            (run(false), run(true))
-        } else {
-            mlp::parallel::with_helper(|| (run(false), run(true)))
-        };
-        assert_eq!(
-            plain.1, fused.1,
-            "{threads} thread(s): gradients of a kept step"
-        );
+    for (threads, (plain, fused)) in common::on_every_thread_count(|| (run(false), run(true))) {
+        assert_eq!(plain.1, fused.1, "{threads}: gradients of a kept step");
         for (a, b) in plain.0.params().zip(fused.0.params()) {
-            assert!(a.value == b.value, "{threads} thread(s): {}", a.name);
-            assert!(
-                a.velocity == b.velocity,
-                "{threads} thread(s): {} velocity",
-                a.name
-            );
+            assert!(a.value == b.value, "{threads}: {}", a.name);
+            assert!(a.velocity == b.velocity, "{threads}: {} velocity", a.name);
         }
     }
     // A NaN in the last layer's weight makes the loss NaN: nothing moves, unless allowed.
@@ -317,5 +305,122 @@ fn the_fused_update_equals_gradients_then_update() {
             .zip(&after)
             .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
         assert_eq!(unchanged, !allow_nan);
+    }
+}
+
+/// A layer that hides what it is from the network, so that no activation is done by its neighbours.
+struct Opaque(Box<dyn mlp::layers::Layer>);
+
+impl mlp::layers::Layer for Opaque {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn out_width(&self, inp: usize) -> usize {
+        self.0.out_width(inp)
+    }
+    fn forward(&mut self, inp: ndarray::ArrayView2<f32>, out: ndarray::ArrayViewMut2<f32>) {
+        self.0.forward(inp, out)
+    }
+    fn backward(
+        &mut self,
+        inp: ndarray::ArrayView2<f32>,
+        out: ndarray::ArrayView2<f32>,
+        dout: ndarray::ArrayView2<f32>,
+        dinp: Option<ndarray::ArrayViewMut2<f32>>,
+    ) {
+        self.0.backward(inp, out, dout, dinp)
+    }
+    fn reads_sparse_input(&self) -> bool {
+        self.0.reads_sparse_input()
+    }
+    fn forward_input(&mut self, x: &InputBatch, out: ndarray::ArrayViewMut2<f32>) {
+        self.0.forward_input(x, out)
+    }
+    fn backward_input(
+        &mut self,
+        x: &InputBatch,
+        out: ndarray::ArrayView2<f32>,
+        dout: ndarray::ArrayView2<f32>,
+    ) {
+        self.0.backward_input(x, out, dout)
+    }
+    fn backward_input_and_update(
+        &mut self,
+        x: &InputBatch,
+        out: ndarray::ArrayView2<f32>,
+        dout: ndarray::ArrayView2<f32>,
+        sgd: &Sgd,
+    ) {
+        self.0.backward_input_and_update(x, out, dout, sgd)
+    }
+    fn params(&self) -> &[Param] {
+        self.0.params()
+    }
+    fn params_mut(&mut self) -> &mut [Param] {
+        self.0.params_mut()
+    }
+}
+
+/// The activations done by the layers beside them (applied as the layer before finishes its output, the
+/// derivative folded into the input gradient of the layer after) give the same losses, parameters and
+/// velocities, to the bit, as the activations' own passes: ReLU and sigmoid, sparse and dense batches,
+/// on one thread and two, with layers large enough to be split between the threads.
+#[test]
+fn activations_done_by_their_neighbours_change_nothing() {
+    use mlp::batch::InputPath;
+    use mlp::network::UpdatePlan;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_mnist_subset(dir.path(), 600);
+    let data = Dataset::load(dir.path()).unwrap();
+    let sgd = Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    let order: Vec<u32> = (0..600u32).map(|i| i * 7 % 600).collect();
+    let specs = [
+        "linear,fc1,784,500,0.01; relu,r1; linear,fc2,500,256,0.01; relu,r2; linear,fc3,256,10,0.01",
+        "linear,fc1,784,300,0.05; sigmoid,s1; linear,fc2,300,10,0.05; sigmoid,s2",
+    ];
+    for spec in specs {
+        let spec: NetSpec = spec.parse().unwrap();
+        let run = |opaque: bool, path: InputPath| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            let mut layers = spec.build(&mut rng);
+            if opaque {
+                layers = layers
+                    .into_iter()
+                    .map(|l| Box::new(Opaque(l)) as Box<dyn mlp::layers::Layer>)
+                    .collect();
+            }
+            let mut net = Network::new(layers, 784, 101);
+            let mut batch = InputBatch::new(101, 784, path);
+            let plan = UpdatePlan {
+                sgd,
+                allow_nan: false,
+                keep_gradients: false,
+            };
+            let mut losses = Vec::new();
+            for indices in order.chunks(101).take(4) {
+                batch.fill(&data.train, indices);
+                let (stats, _) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
+                losses.push(stats.loss_sum.to_bits());
+            }
+            let params: Vec<(Array2<f32>, Array2<f32>)> = net
+                .params()
+                .map(|p| (p.value.clone(), p.velocity.clone()))
+                .collect();
+            (losses, params)
+        };
+        for path in [InputPath::Sparse, InputPath::Dense] {
+            let runs = common::on_every_thread_count(|| (run(true, path), run(false, path)));
+            for (threads, (plain, fused)) in runs {
+                let case = format!("{spec}, {path:?}, {threads}");
+                assert_eq!(plain.0, fused.0, "{case}: losses");
+                for (i, (a, b)) in plain.1.iter().zip(&fused.1).enumerate() {
+                    assert!(a.0 == b.0 && a.1 == b.1, "{case}: parameter {i}");
+                }
+            }
+        }
     }
 }

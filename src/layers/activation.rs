@@ -3,12 +3,85 @@
 //! - ReLU:    `out = max(x, 0)`,          `dinp = dout ⊙ [out > 0]`
 //! - Sigmoid: `out = 1 / (1 + e^(-x))`,   `dinp = dout ⊙ out ⊙ (1 - out)`
 //!
-//! Both derivatives are read from the output, so backward needs no copy of the input.
+//! Both derivatives are read from the output, so backward needs no copy of the input. Between two
+//! layers the network has the layers beside an activation do its passes ([`Activation`]).
 
 use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
 use super::Layer;
 use crate::parallel::for_row_parts;
+
+/// An activation as numbers, for its neighbours to apply: the layer before it on each output row as it
+/// finishes the row ([`Layer::forward_then`]), the layer after it on each row of its input gradient
+/// ([`Layer::backward_through`]). That saves the activation's own passes over the batch, each a read
+/// and a write of a whole activation from L2 or the other core's cache. The same floats either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+}
+
+impl Activation {
+    #[inline(always)]
+    fn value(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Sigmoid => sigmoid(x),
+        }
+    }
+
+    /// `dout` times the derivative, read from the output `out`.
+    #[inline(always)]
+    fn derivative(self, out: f32, dout: f32) -> f32 {
+        match self {
+            Activation::Relu => {
+                if out > 0.0 {
+                    dout
+                } else {
+                    0.0
+                }
+            }
+            Activation::Sigmoid => dout * out * (1.0 - out),
+        }
+    }
+
+    /// The [`Finish`](crate::parallel::Finish) that applies it to each row of a layer's output.
+    pub fn on_rows(self) -> impl Fn(usize, usize, &mut [f32]) + Sync {
+        move |_, _, row| self.apply(row)
+    }
+
+    /// The [`Finish`](crate::parallel::Finish) that multiplies each row of an input gradient by the
+    /// derivative, read from the same row and columns of the activation's output `out`.
+    pub fn derivative_on_rows(
+        self,
+        out: ArrayView2<'_, f32>,
+    ) -> impl Fn(usize, usize, &mut [f32]) + Sync + '_ {
+        move |r, first, row| {
+            let out = out.slice(ndarray::s![r, first..first + row.len()]);
+            self.through(out.to_slice().expect("contiguous rows"), row)
+        }
+    }
+
+    /// `row = f(row)`.
+    pub fn apply(self, row: &mut [f32]) {
+        match self {
+            Activation::Relu => map_in_place(row, |x| Activation::Relu.value(x)),
+            Activation::Sigmoid => map_in_place(row, |x| Activation::Sigmoid.value(x)),
+        }
+    }
+
+    /// `dout = dout ⊙ f'`, the derivative read from the activation's output `out`.
+    pub fn through(self, out: &[f32], dout: &mut [f32]) {
+        match self {
+            Activation::Relu => {
+                update_in_place(dout, out, |g, o| Activation::Relu.derivative(o, g))
+            }
+            Activation::Sigmoid => {
+                update_in_place(dout, out, |g, o| Activation::Sigmoid.derivative(o, g))
+            }
+        }
+    }
+}
 
 pub struct Relu {
     name: String,
@@ -27,12 +100,16 @@ impl Layer for Relu {
         &self.name
     }
 
+    fn activation(&self) -> Option<Activation> {
+        Some(Activation::Relu)
+    }
+
     fn out_width(&self, inp: usize) -> usize {
         inp
     }
 
     fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
-        map_rows(inp, inp, out, |x, _| x.max(0.0));
+        map_rows(inp, inp, out, |x, _| Activation::Relu.value(x));
     }
 
     fn backward(
@@ -43,7 +120,7 @@ impl Layer for Relu {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         if let Some(dinp) = dinp {
-            map_rows(out, dout, dinp, |o, g| if o > 0.0 { g } else { 0.0 });
+            map_rows(out, dout, dinp, |o, g| Activation::Relu.derivative(o, g));
         }
     }
 }
@@ -65,12 +142,16 @@ impl Layer for Sigmoid {
         &self.name
     }
 
+    fn activation(&self) -> Option<Activation> {
+        Some(Activation::Sigmoid)
+    }
+
     fn out_width(&self, inp: usize) -> usize {
         inp
     }
 
     fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
-        map_rows(inp, inp, out, |x, _| sigmoid(x));
+        map_rows(inp, inp, out, |x, _| Activation::Sigmoid.value(x));
     }
 
     fn backward(
@@ -81,7 +162,7 @@ impl Layer for Sigmoid {
         dinp: Option<ArrayViewMut2<f32>>,
     ) {
         if let Some(dinp) = dinp {
-            map_rows(out, dout, dinp, |o, g| g * o * (1.0 - o));
+            map_rows(out, dout, dinp, |o, g| Activation::Sigmoid.derivative(o, g));
         }
     }
 }
@@ -158,6 +239,41 @@ fn map_slices_avx512(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32)
 fn map_slices_portable(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Copy) {
     for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
         *o = f(a, b);
+    }
+}
+
+/// `row[i] = f(row[i])`, vectorised as [`map_slices`].
+fn map_in_place(row: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+    update_in_place(row, &[], |x, _| f(x));
+}
+
+/// `row[i] = f(row[i], b[i])`, or `f(row[i], 0.0)` for every element when `b` is empty; vectorised as
+/// [`map_slices`].
+fn update_in_place(row: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    assert!(
+        b.is_empty() || b.len() == row.len(),
+        "as many elements in each"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { update_in_place_avx512(row, b, f) };
+    }
+    update_in_place_portable(row, b, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn update_in_place_avx512(row: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    update_in_place_portable(row, b, f)
+}
+
+#[inline(always)]
+fn update_in_place_portable(row: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    if b.is_empty() {
+        row.iter_mut().for_each(|x| *x = f(*x, 0.0));
+    } else {
+        row.iter_mut().zip(b).for_each(|(x, &b)| *x = f(*x, b));
     }
 }
 

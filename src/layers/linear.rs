@@ -16,11 +16,11 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::{Layer, Param};
+use super::{Activation, Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
-use crate::linalg::{matmul, matmul_split_inner};
+use crate::linalg::{matmul, matmul_split_inner, matmul_then};
 use crate::optim::Sgd;
-use crate::parallel::for_row_parts_with;
+use crate::parallel::{Finish, for_row_parts_with};
 use crate::sparse::{
     ColumnSums, gather_squares, gather_squares_update, part_height, scatter_squares,
 };
@@ -89,53 +89,43 @@ impl Linear {
         self.column_sums[1..].iter_mut().for_each(|s| s.fill(0.0));
     }
 
-    /// For the sparse path's weight gradient: the bias gradient `db = 1ᵀ dout`, and in `row` the
-    /// `offset · db` that every row of `dW` starts from.
-    fn bias_grad_and_start_row(&mut self, dout: ArrayView2<f32>) {
-        let bias = &mut self.params[1];
-        sum_rows(dout, bias);
-        self.row.assign(&bias.grad.row(0));
-        self.row *= OFFSET;
-    }
-}
-
-impl Layer for Linear {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn out_width(&self, _inp: usize) -> usize {
-        self.weight().value.ncols()
-    }
-
-    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
-        let [weight, bias] = &self.params;
-        let (weight, bias) = (weight.value.view(), bias.value.row(0));
-        matmul_split_inner(inp, weight, Some(bias), out, &mut self.partial);
-    }
-
-    fn backward(
+    /// [`Layer::forward`], then `finish` on each row of `out` as it is finished.
+    fn forward_finishing(
         &mut self,
         inp: ArrayView2<f32>,
-        _out: ArrayView2<f32>,
+        out: ArrayViewMut2<f32>,
+        finish: Option<Finish>,
+    ) {
+        let [weight, bias] = &self.params;
+        let (weight, bias) = (weight.value.view(), bias.value.row(0));
+        matmul_split_inner(inp, weight, Some(bias), out, &mut self.partial, finish);
+    }
+
+    /// [`Layer::backward`], then `finish` on each row of `dinp` as it is finished.
+    fn backward_finishing(
+        &mut self,
+        inp: ArrayView2<f32>,
         dout: ArrayView2<f32>,
         dinp: Option<ArrayViewMut2<f32>>,
+        finish: Option<Finish>,
     ) {
         let [weight, bias] = &mut self.params;
         matmul(inp.t(), dout, None, weight.grad.view_mut());
         sum_rows(dout, bias);
         if let Some(dinp) = dinp {
-            matmul(dout, weight.value.t(), None, dinp);
+            matmul_then(dout, weight.value.t(), None, dinp, finish);
         }
     }
 
-    fn reads_sparse_input(&self) -> bool {
-        true
-    }
-
-    fn forward_input(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>) {
+    /// [`Layer::forward_input`], then `finish` on each row of `out` as it is finished.
+    fn forward_input_finishing(
+        &mut self,
+        x: &InputBatch,
+        out: ArrayViewMut2<f32>,
+        finish: Option<Finish>,
+    ) {
         let Some(sparse) = x.sparse() else {
-            return self.forward(x.dense(), out);
+            return self.forward_finishing(x.dense(), out, finish);
         };
         // row = b + offset · colsum(W): from the update that made this weight, or summed here in the
         // same parts, on the threads that update them, so that both ways give the same floats.
@@ -159,7 +149,72 @@ impl Layer for Linear {
             self.row.view(),
             out,
             &mut self.partial,
+            finish,
         );
+    }
+
+    /// For the sparse path's weight gradient: the bias gradient `db = 1ᵀ dout`, and in `row` the
+    /// `offset · db` that every row of `dW` starts from.
+    fn bias_grad_and_start_row(&mut self, dout: ArrayView2<f32>) {
+        let bias = &mut self.params[1];
+        sum_rows(dout, bias);
+        self.row.assign(&bias.grad.row(0));
+        self.row *= OFFSET;
+    }
+}
+
+impl Layer for Linear {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn out_width(&self, _inp: usize) -> usize {
+        self.weight().value.ncols()
+    }
+
+    fn forward(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>) {
+        self.forward_finishing(inp, out, None);
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
+    fn forward_then(&mut self, inp: ArrayView2<f32>, out: ArrayViewMut2<f32>, act: Activation) {
+        self.forward_finishing(inp, out, Some(&act.on_rows()));
+    }
+
+    fn backward_through(
+        &mut self,
+        inp: ArrayView2<f32>,
+        _out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        dinp: ArrayViewMut2<f32>,
+        act: Activation,
+    ) {
+        self.backward_finishing(inp, dout, Some(dinp), Some(&act.derivative_on_rows(inp)));
+    }
+
+    fn backward(
+        &mut self,
+        inp: ArrayView2<f32>,
+        _out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        dinp: Option<ArrayViewMut2<f32>>,
+    ) {
+        self.backward_finishing(inp, dout, dinp, None);
+    }
+
+    fn reads_sparse_input(&self) -> bool {
+        true
+    }
+
+    fn forward_input(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>) {
+        self.forward_input_finishing(x, out, None);
+    }
+
+    fn forward_input_then(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>, act: Activation) {
+        self.forward_input_finishing(x, out, Some(&act.on_rows()));
     }
 
     fn backward_input(&mut self, x: &InputBatch, out: ArrayView2<f32>, dout: ArrayView2<f32>) {

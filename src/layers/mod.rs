@@ -11,8 +11,9 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::batch::InputBatch;
 use crate::optim::Sgd;
+use crate::parallel::finish_rows;
 
-pub use activation::{Relu, Sigmoid};
+pub use activation::{Activation, Relu, Sigmoid};
 pub use linear::Linear;
 
 /// A trainable tensor with its gradient and its SGD velocity stored beside it.
@@ -81,6 +82,41 @@ pub trait Layer: Send {
         dinp: Option<ArrayViewMut2<f32>>,
     );
 
+    /// The activation this layer is, if it is one: then the network has the layers beside it do its
+    /// passes ([`Layer::forward_then`], [`Layer::backward_through`]).
+    fn activation(&self) -> Option<Activation> {
+        None
+    }
+
+    /// Whether `backward` reads `out`. When it does not (Linear), the network lets this layer write the
+    /// output of the activation after it instead of its own ([`Layer::forward_then`]).
+    fn backward_reads_output(&self) -> bool {
+        true
+    }
+
+    /// `forward`, then the activation `act` (the next layer) applied to `out`, which is then that
+    /// layer's output. Layers that finish their output row by row (Linear) apply it to each row as it
+    /// is finished, while it is in cache.
+    fn forward_then(&mut self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>, act: Activation) {
+        self.forward(inp, out.view_mut());
+        finish_rows(out, 0, 0, &act.on_rows());
+    }
+
+    /// `backward` where `inp` is the output of the activation `act` (the layer before) and `dinp`
+    /// becomes that activation's input gradient: `dJ/d inp` times `act`'s derivative, read from `inp`.
+    /// Layers that finish `dinp` row by row (Linear) apply the derivative to each row as it is finished.
+    fn backward_through(
+        &mut self,
+        inp: ArrayView2<f32>,
+        out: ArrayView2<f32>,
+        dout: ArrayView2<f32>,
+        mut dinp: ArrayViewMut2<f32>,
+        act: Activation,
+    ) {
+        self.backward(inp, out, dout, Some(dinp.view_mut()));
+        finish_rows(dinp, 0, 0, &act.derivative_on_rows(inp));
+    }
+
     /// Whether `forward_input` and `backward_input` read a batch's sparse form.
     fn reads_sparse_input(&self) -> bool {
         false
@@ -90,6 +126,12 @@ pub trait Layer: Send {
     /// the batch's sparse form (Linear) override it; the rest read the dense inputs.
     fn forward_input(&mut self, x: &InputBatch, out: ArrayViewMut2<f32>) {
         self.forward(x.dense(), out);
+    }
+
+    /// `forward_input`, then the activation `act` applied to `out`, as [`Layer::forward_then`].
+    fn forward_input_then(&mut self, x: &InputBatch, mut out: ArrayViewMut2<f32>, act: Activation) {
+        self.forward_input(x, out.view_mut());
+        finish_rows(out, 0, 0, &act.on_rows());
     }
 
     /// `backward` for the network's first layer (no `dinp`: nothing is upstream).

@@ -186,15 +186,31 @@ fn split<R: Rows, T: Send>(
     );
 }
 
+/// What a product does to each row of its output once the row is summed, on the thread that summed it,
+/// while the row is in its cache: `(row, first column, the row's elements)`, the row and column counted
+/// in the whole output. A layer's activation, or the derivative of the activation before it, applied on
+/// the way out instead of in a pass of its own ([`crate::layers::Layer::forward_then`]).
+pub type Finish<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+/// `finish` on every row of `m`, whose first row and column are `first_row` and `first_col` of the
+/// whole output. Its rows must be contiguous (every buffer of the network's are).
+pub fn finish_rows(mut m: ArrayViewMut2<f32>, first_row: usize, first_col: usize, finish: Finish) {
+    for (i, mut row) in m.rows_mut().into_iter().enumerate() {
+        let row = row.as_slice_mut().expect("an output with contiguous rows");
+        finish(first_row + i, first_col, row);
+    }
+}
+
 /// `out = first + second`, the two halves of a sum computed at once ([`join`]): `first` writes its
 /// half into `out`, `second` into `partial` (grown to `out`'s shape when smaller), which is then added
-/// in, split by rows. For the products split over their inner dimension, so that each core reads only
-/// the weight rows that it updates.
+/// in, split by rows, each row then given to `finish` if any. For the products split over their inner
+/// dimension, so that each core reads only the weight rows that it updates.
 pub fn sum_in_halves(
     mut out: ArrayViewMut2<f32>,
     partial: &mut Array2<f32>,
     first: impl FnOnce(ArrayViewMut2<f32>) + Send,
     second: impl FnOnce(ArrayViewMut2<f32>) + Send,
+    finish: Option<Finish>,
 ) {
     let (rows, n) = out.dim();
     if partial.nrows() < rows || partial.ncols() != n {
@@ -203,9 +219,21 @@ pub fn sum_in_halves(
     let mut partial = partial.slice_mut(ndarray::s![..rows, ..]);
     join(|| first(out.view_mut()), || second(partial.view_mut()));
     let halves = rows.div_ceil(2);
-    for_row_parts((out, partial.view()), halves, &|_, (mut out, partial)| {
-        out += &partial;
-    });
+    for_row_parts(
+        (out, partial.view()),
+        halves,
+        &|first, (mut out, partial)| {
+            let Some(finish) = finish else {
+                out += &partial;
+                return;
+            };
+            for (i, (mut row, part)) in out.rows_mut().into_iter().zip(partial.rows()).enumerate() {
+                row += &part;
+                let row = row.as_slice_mut().expect("an output with contiguous rows");
+                finish(first + i, 0, row);
+            }
+        },
+    );
 }
 
 #[cfg(test)]

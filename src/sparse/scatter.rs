@@ -11,6 +11,7 @@ use std::ops::Range;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
 use super::{ABSENT, Squares, part_height};
+use crate::parallel::Finish;
 
 /// Output columns per pass: four AVX-512 registers of each of a square's four weight rows, sixteen.
 const BLOCK_COLS: usize = 64;
@@ -28,6 +29,7 @@ pub fn scatter_squares(
     init: ArrayView1<f32>,
     out: ArrayViewMut2<f32>,
     partial: &mut Array2<f32>,
+    finish: Option<Finish>,
 ) {
     let (rows, n) = out.dim();
     let groups = squares.pixels.len();
@@ -67,11 +69,12 @@ pub fn scatter_squares(
         crate::parallel::sum_in_halves(
             out,
             partial,
-            |out| scatter_range(squares, 0..split, src, Some(init), out),
-            |partial| scatter_range(squares, split..groups, src, None, partial),
+            |out| scatter_range(squares, 0..split, src, Some(init), out, None),
+            |partial| scatter_range(squares, split..groups, src, None, partial, None),
+            finish,
         );
     } else {
-        scatter_range(squares, 0..groups, src, Some(init), out);
+        scatter_range(squares, 0..groups, src, Some(init), out, finish);
     }
 }
 
@@ -82,23 +85,25 @@ struct Source {
     width: usize,
 }
 
-/// `out = init (or zero) + the squares `groups` of the batch times `src`.
+/// `out = init (or zero) + the squares `groups` of the batch times `src`, then `finish` on each row's
+/// columns of a pass as the pass ends, while they are in L1.
 fn scatter_range(
     squares: &Squares,
     groups: Range<usize>,
     src: ArrayView2<f32>,
     init: Option<&[f32]>,
-    mut out: ArrayViewMut2<f32>,
+    mut view: ArrayViewMut2<f32>,
+    finish: Option<Finish>,
 ) {
     let src = &Source {
         ptr: src.as_ptr(),
         stride: src.strides()[0] as usize,
         width: src.ncols(),
     };
-    let rows = out.nrows();
+    let rows = view.nrows();
     let out = Output {
-        ptr: out.as_mut_ptr(),
-        stride: out.strides()[0] as usize,
+        ptr: view.as_mut_ptr(),
+        stride: view.strides()[0] as usize,
         rows,
     };
     #[cfg(target_arch = "x86_64")]
@@ -127,12 +132,25 @@ fn scatter_range(
                         _ => block_avx512::<4>(&block),
                     }
                 }
+                if let Some(finish) = finish {
+                    for r in block.images {
+                        // SAFETY: row r < rows of the output, columns j0 .. j0 + width of it, which
+                        // nothing else borrows while this runs.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(out.ptr.add(r * out.stride + j0), width)
+                        };
+                        finish(r, j0, row);
+                    }
+                }
             }
         }
         return;
     }
     // SAFETY: as above, without the CPU feature.
-    unsafe { scatter_portable(squares, groups, src, init, &out) }
+    unsafe { scatter_portable(squares, groups, src, init, &out) };
+    if let Some(finish) = finish {
+        crate::parallel::finish_rows(view, 0, 0, finish);
+    }
 }
 
 /// The output part as a pointer, row stride and rows, rows contiguous and the source's width.
@@ -305,6 +323,7 @@ mod tests {
                     init.view(),
                     out.view_mut(),
                     partial,
+                    None,
                 )
             };
             let mut one = Array2::from_elem((images, n), f32::NAN);

@@ -109,3 +109,22 @@ pub fn write_mnist_subset(dir: &Path, n: usize) {
         fs::copy(src.join(f), dir.join(f)).unwrap();
     }
 }
+
+/// `work` run the ways the kernels share it: on one thread, on rayon's two, and on two with the
+/// spinning helper ([`mlp::parallel::with_helper`], as `mlp train` runs), each result named.
+pub fn on_every_thread_count<R: Send>(work: impl Fn() -> R + Sync) -> Vec<(&'static str, R)> {
+    let pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    };
+    vec![
+        ("one thread", pool(1).install(&work)),
+        ("rayon's two threads", pool(2).install(&work)),
+        (
+            "two threads with the helper",
+            mlp::parallel::with_helper(&work),
+        ),
+    ]
+}
