@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, s};
 
 use crate::gemm::{PARALLEL_FROM, Split};
 use crate::parallel::{Finish, finish_rows, for_row_parts, threads};
@@ -190,10 +190,16 @@ fn transposed_product(
 /// MLP2's 256 x 500 on one thread left the other waiting.
 fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<'a, f32> {
     let (k, n) = b.dim();
-    if buffer.len() < k * n {
-        buffer.resize(k * n, 0.0);
+    // Rows an odd number of cache lines apart, as `layers::padded` makes them: MLP2's `D Wᵀ` on two
+    // threads copies 256 columns for the main thread, and rows 1 KiB apart put the kernel's 128-row
+    // blocks into a quarter of the L1 cache's sets.
+    let stride = crate::layers::padded_stride(n);
+    let len = k * stride;
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
     }
-    let mut out = ArrayViewMut2::from_shape((k, n), &mut buffer[..k * n]).expect("k x n elements");
+    let shape = || (k, n).strides((stride, 1));
+    let mut out = ArrayViewMut2::from_shape(shape(), &mut buffer[..len]).expect("k rows of stride");
     let columns = b.t();
     assert!(
         n <= 1 || (columns.strides()[1] == 1 && columns.strides()[0] >= 0),
@@ -207,7 +213,7 @@ fn copy_by_rows<'a>(b: ArrayView2<f32>, buffer: &'a mut Vec<f32>) -> ArrayView2<
     } else {
         copy_rows(columns, 0, out.view_mut());
     }
-    ArrayView2::from_shape((k, n), &buffer[..k * n]).expect("k x n elements")
+    ArrayView2::from_shape(shape(), &buffer[..len]).expect("k rows of stride")
 }
 
 /// Copies smaller than this (in floats) stay on one thread.
@@ -331,6 +337,7 @@ mod tests {
             (5, 40),
             (40, 5),
             (33, 17),
+            (256, 256),
         ] {
             // A row-major n x k matrix with padded rows, seen transposed: k x n, columns contiguous.
             let stored = Array2::from_shape_fn((n, k + 3), |(j, i)| (j * 1000 + i) as f32);
@@ -338,6 +345,12 @@ mod tests {
             let mut buffer = vec![f32::NAN; 7];
             let copy = copy_by_rows(w.t(), &mut buffer);
             assert_eq!(copy, w.t(), "{k} x {n}");
+            let stride = copy.strides()[0] as usize;
+            assert_eq!(
+                stride,
+                crate::layers::padded_stride(n),
+                "{k} x {n}: rows apart"
+            );
             // Split over two threads.
             let mut buffer = vec![f32::NAN; 7];
             crate::parallel::with_helper(|| {

@@ -52,13 +52,18 @@ impl Param {
 /// with 528 (one thread, the 600 batches of an epoch; MLP1's 256 or 272: 2.0 either way). Used for
 /// weights and the network's activation buffers (the gradient's source).
 pub(crate) fn padded(rows: usize, cols: usize) -> Array2<f32> {
-    let stride = if cols > 16 {
-        let lines = cols.div_ceil(16);
-        16 * (lines | 1)
+    Array2::zeros((rows, padded_stride(cols))).slice_move(ndarray::s![.., ..cols])
+}
+
+/// The row stride of [`padded`] for `cols` columns: an odd number of 16-float cache lines, or `cols`
+/// itself for 16 or fewer. Also for the kernels' own buffers (`parallel::sum_in_halves`' partial sums,
+/// `linalg`'s copy of `Wᵀ`).
+pub(crate) fn padded_stride(cols: usize) -> usize {
+    if cols > 16 {
+        16 * (cols.div_ceil(16) | 1)
     } else {
         cols
-    };
-    Array2::zeros((rows, stride)).slice_move(ndarray::s![.., ..cols])
+    }
 }
 
 pub trait Layer: Send {
