@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod elementwise;
 pub mod error;
 pub mod eval;
 pub mod exp;

@@ -18,6 +18,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::{Activation, Layer, Param};
 use crate::batch::{InputBatch, OFFSET};
+use crate::elementwise::update_in_place;
 use crate::linalg::{matmul, matmul_split_inner, matmul_then};
 use crate::optim::Sgd;
 use crate::parallel::{Finish, for_row_parts_with};
@@ -288,33 +289,9 @@ fn add_column_sums<S: ndarray::DataMut<Elem = f32>>(
 ) {
     for row in m.rows() {
         match (row.to_slice(), sums.as_slice_mut()) {
-            (Some(row), Some(sums)) => add_scaled(scale, row, sums),
+            (Some(row), Some(sums)) => update_in_place(sums, row, |s, x| s + scale * x),
             _ => sums.scaled_add(scale, &row),
         }
-    }
-}
-
-/// `sums += scale · row`, sixteen floats at a time where the CPU has AVX-512 (the default x86-64
-/// target stops at SSE2): the forward pass sums every row of the first layer's weight this way.
-fn add_scaled(scale: f32, row: &[f32], sums: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { add_scaled_avx512(scale, row, sums) };
-    }
-    add_scaled_portable(scale, row, sums)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn add_scaled_avx512(scale: f32, row: &[f32], sums: &mut [f32]) {
-    add_scaled_portable(scale, row, sums)
-}
-
-#[inline(always)]
-fn add_scaled_portable(scale: f32, row: &[f32], sums: &mut [f32]) {
-    for (s, x) in sums.iter_mut().zip(row) {
-        *s += scale * x;
     }
 }
 
