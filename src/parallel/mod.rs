@@ -202,14 +202,15 @@ pub fn finish_rows(mut m: ArrayViewMut2<f32>, first_row: usize, first_col: usize
 }
 
 /// `out = first + second`, the two halves of a sum computed at once ([`join`]): `first` writes its
-/// half into `out`, `second` into `partial` (grown to `out`'s shape when smaller, its rows an odd
-/// number of cache lines apart as `layers::padded` makes them), which is then added in, split by rows,
-/// each row then given to `finish` if any. With `partial`'s rows 256 floats (1 KiB) apart, MLP1's, the
-/// 64-column passes of the sparse forward pass put every row of a pass into the same quarter of the
-/// L1 cache's sets: the helper's half of that pass took 1.2-1.5x the main thread's, and padded,
-/// `mlp bench --epochs 2` stage medians of 8 alternated runs, MLP1 on two threads: forward fc1 0.059
-/// -> 0.044 s an epoch, backward fc1 0.070 -> 0.057, the epoch 0.163 -> 0.130. For the products split over their inner
-/// dimension, so that each core reads only the weight rows that it updates.
+/// half into `out`, `second` into `partial` (grown to `out`'s shape when smaller, rows padded as
+/// `layers::padded` pads them), which is then added in, split by rows, each row then given to
+/// `finish` if any. For the products split over their inner dimension, so that each core reads only
+/// the weight rows that it updates.
+///
+/// Unpadded, MLP1's partial rows were 256 floats (1 KiB) apart, and a 64-column pass of the sparse
+/// forward pass fell into a quarter of the L1 cache's sets: the helper's half took 1.2-1.5x the main
+/// thread's. Padded, `mlp bench --epochs 2` on two threads: MLP1's forward fc1 0.060 -> 0.055 s an
+/// epoch, its epoch 0.973x (pairwise median of 16 alternated runs).
 pub fn sum_in_halves(
     mut out: ArrayViewMut2<f32>,
     partial: &mut Array2<f32>,

@@ -307,7 +307,8 @@ mod tests {
     use ndarray::Array1;
 
     /// Every column count from one register to past a pass, one pass of images and several, on one
-    /// thread, on two, and in the portable loops.
+    /// thread, on two, and in the portable loops; `finish` sees every element once, with its row and
+    /// column.
     #[test]
     fn scatter_squares_is_init_plus_sparse_times_dense() {
         for (images, n) in [(5, 1), (100, 10), (130, 64), (300, 100), (2, 200)] {
@@ -354,6 +355,41 @@ mod tests {
                     &out,
                 )
             };
+            // `finish` adds a value that only the right row and column give, so a row finished
+            // twice, or with the wrong column, shows.
+            let mark = |r: usize, j: usize| r as f32 + 0.001 * j as f32;
+            let finish = move |r: usize, first: usize, row: &mut [f32]| {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x += mark(r, first + j);
+                }
+            };
+            let marked = Array2::from_shape_fn((images, n), |(r, j)| want[[r, j]] + mark(r, j));
+            let run_finished = |out: &mut Array2<f32>, partial: &mut Array2<f32>| {
+                let (src, init) = (src.view(), init.view());
+                scatter_squares(
+                    &sparse.squares,
+                    src,
+                    init,
+                    out.view_mut(),
+                    partial,
+                    Some(&finish),
+                )
+            };
+            let mut one_finished = Array2::from_elem((images, n), f32::NAN);
+            crate::parallel::with_helper(|| {
+                crate::parallel::join(|| (), || run_finished(&mut one_finished, &mut partial))
+            });
+            let mut two_finished = Array2::from_elem((images, n), f32::NAN);
+            crate::parallel::with_helper(|| run_finished(&mut two_finished, &mut partial));
+            let finished = [
+                (&one_finished, "one thread"),
+                (&two_finished, "two threads"),
+            ];
+            assert_close(
+                &finished,
+                &marked,
+                &format!("{images} images x {n}, finished"),
+            );
             let got = [
                 (&one, "one thread"),
                 (&two, "two threads"),
