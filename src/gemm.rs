@@ -6,9 +6,9 @@
 //! registers against 8 loads for each 16 FMAs. matrixmultiply, which the rest of the products use, packs
 //! both operands for every call; at these small shapes (100 x 500 by 500 x 256) that cost shows.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{ArrayView2, ArrayViewMut2, s};
 
-use crate::parallel::for_row_parts;
+use crate::parallel::{Columns, balanced_height, for_row_parts};
 
 /// Columns of `b` and `c` per block: four AVX-512 registers.
 const BLOCK_COLS: usize = 64;
@@ -62,14 +62,11 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, init: Option<&[f32]>, c: A
         Split::Rows(height) => for_row_parts(c, height, &|first, c| {
             matmul_part(a.slice(s![first..first + c.nrows(), ..]), b, init, c)
         }),
-        Split::Columns(mid) => {
-            let (left, right) = c.split_at(Axis(1), mid);
-            let init = init.map(|i| i.split_at(mid));
-            crate::parallel::join(
-                || matmul_part(a, b.slice(s![.., ..mid]), init.map(|i| i.0), left),
-                || matmul_part(a, b.slice(s![.., mid..]), init.map(|i| i.1), right),
-            );
-        }
+        Split::Columns(width) => for_row_parts(Columns(c), width, &|first, Columns(c)| {
+            let columns = first..first + c.ncols();
+            let init = init.map(|i| &i[columns.clone()]);
+            matmul_part(a, b.slice(s![.., columns]), init, c)
+        }),
     }
 }
 
@@ -80,22 +77,23 @@ pub(crate) enum Split {
     None,
     /// Parts of this many rows of `c` ([`for_row_parts`]).
     Rows(usize),
-    /// Two halves of `c`'s (and `b`'s) columns, split here, at a block boundary.
+    /// Parts of this many columns of `c` (and `b`), whole blocks ([`for_row_parts`] on [`Columns`]).
     Columns(usize),
 }
 
-/// Rows for a tall `c` (a weight gradient `xᵀ D`, 500 x 256 for MLP2's second layer); columns, at a
-/// block boundary, for a short wide one (`D Wᵀ`, 100 x 500), whose rows split as 56 + 44 (multiples of
-/// eight) with each core reading all of `b`. A layer's forward pass `x W` is split over its inner
-/// dimension instead ([`crate::linalg::matmul_split_inner`]).
+/// Rows for a tall `c` (a weight gradient `xᵀ D`, 500 x 256 for MLP2's second layer); columns, in
+/// whole blocks, for a short wide one (`D Wᵀ`, 100 x 500), whose rows would split as 56 + 44 (multiples
+/// of eight) with each core reading all of `b`. A layer's forward pass `x W` is split over its inner
+/// dimension instead ([`crate::linalg::matmul_split_inner`]). The parts are
+/// [`crate::parallel::balanced_height`]'s, so that a core that runs slower takes fewer of them.
 pub(crate) fn split(m: usize, k: usize, n: usize) -> Split {
     if crate::parallel::threads() < 2 || m * k * n < PARALLEL_FROM {
         return Split::None;
     }
     if m < n && n >= 2 * BLOCK_COLS {
-        return Split::Columns((n / 2).next_multiple_of(BLOCK_COLS).min(n));
+        return Split::Columns(balanced_height(n, BLOCK_COLS));
     }
-    let height = m.div_ceil(2).next_multiple_of(NARROW_ROWS);
+    let height = balanced_height(m, NARROW_ROWS);
     if height < m {
         Split::Rows(height)
     } else {

@@ -13,10 +13,10 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
 use crate::gemm::{PARALLEL_FROM, Split};
-use crate::parallel::{Finish, finish_rows, for_row_parts, threads};
+use crate::parallel::{Columns, Finish, finish_rows, for_row_parts, threads};
 
 /// The largest transposed right-hand matrix copied by rows for the kernel (1 MiB of floats). A 10-class
 /// layer's `Wᵀ` (10 x 256) is copied in a few microseconds and the product then takes 0.6x the time of
@@ -143,8 +143,8 @@ pub fn matmul_split_inner(
 }
 
 /// [`matmul`] where `b` is a transposed row-major matrix (`D Wᵀ`): split by columns, each thread copies
-/// the columns of `b` for its part of `c` (the weight rows that its core updates) and multiplies, so
-/// neither reads what the other wrote. Copied whole (split by rows over the threads) and then
+/// the columns of `b` for each part of `c` it takes (weight rows that its core mostly updated, the
+/// parts being claimed from both ends as the update's are) and multiplies. Copied whole (split by rows over the threads) and then
 /// multiplied split by rows, MLP2's `D Wᵀ` (100 x 256 by 256 x 500) took as long on two threads as on
 /// one (0.12-0.13 s for 600 products); this way 0.09-0.11, and MLP2's "backward fc2" stage went from
 /// 0.254 to 0.172 s an epoch (`mlp bench`, medians of 8 alternated runs).
@@ -165,14 +165,11 @@ fn transposed_product(
         }
     };
     match crate::gemm::split(a.nrows(), a.ncols(), b.ncols()) {
-        Split::Columns(mid) => {
-            let (left, right) = c.split_at(Axis(1), mid);
-            let init = init.map(|i| i.split_at(mid));
-            crate::parallel::join(
-                || part(b.slice(s![.., ..mid]), init.map(|i| i.0), left, 0),
-                || part(b.slice(s![.., mid..]), init.map(|i| i.1), right, mid),
-            );
-        }
+        Split::Columns(width) => for_row_parts(Columns(c), width, &|first, Columns(c)| {
+            let columns = first..first + c.ncols();
+            let init = init.map(|i| &i[columns.clone()]);
+            part(b.slice(s![.., columns]), init, c, first)
+        }),
         // By rows, or on one thread: every part needs all of `b`, copied once (split over the
         // threads when large) and shared.
         _ => {
@@ -379,8 +376,9 @@ mod tests {
         };
         let mut partial = Array2::zeros((0, 0));
         crate::parallel::with_helper(|| {
-            assert_eq!(crate::gemm::split(m, k, n), Split::Columns(256));
-            assert_eq!(crate::gemm::split(n, k, m), Split::Rows(256));
+            // Eight parts of whole 64-column blocks; 16 parts of whole 8-row blocks.
+            assert_eq!(crate::gemm::split(m, k, n), Split::Columns(64));
+            assert_eq!(crate::gemm::split(n, k, m), Split::Rows(32));
             for (rhs, what) in [(b.view(), "plain"), (bt.t(), "transposed")] {
                 let mut c = Array2::from_elem((m, n), f32::NAN);
                 matmul(a.view(), rhs, Some(init.view()), c.view_mut());
@@ -404,6 +402,35 @@ mod tests {
             close(&c, &naive(b.t(), a.t()), "tall");
         });
         assert!(partial.dim() == (m, n), "the partial sums' buffer was used");
+    }
+
+    /// Split into parts by columns or rows, whichever thread takes each part, a product is the one
+    /// thread's to the bit: each element is summed in one part, in the same order.
+    #[test]
+    fn products_in_parts_are_the_one_threads_to_the_bit() {
+        let (m, k, n) = (100, 300, 500);
+        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.13 - 0.8);
+        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.6);
+        let bt = b.t().to_owned();
+        let init = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.25 - 1.0);
+        let products = || {
+            let mut wide = Array2::from_elem((m, n), f32::NAN);
+            matmul(a.view(), b.view(), Some(init.view()), wide.view_mut());
+            let mut transposed = Array2::from_elem((m, n), f32::NAN);
+            matmul(a.view(), bt.t(), Some(init.view()), transposed.view_mut());
+            let mut tall = Array2::from_elem((n, m), f32::NAN);
+            matmul(b.t(), a.t(), None, tall.view_mut());
+            [wide, transposed, tall]
+        };
+        let one = crate::parallel::with_helper(|| crate::parallel::join(|| (), products).1);
+        let two = crate::parallel::with_helper(|| {
+            assert!(matches!(crate::gemm::split(m, k, n), Split::Columns(w) if w < n / 2));
+            assert!(matches!(crate::gemm::split(n, k, m), Split::Rows(h) if h < n / 2));
+            products()
+        });
+        for ((one, two), what) in one.iter().zip(&two).zip(["wide", "transposed", "tall"]) {
+            assert!(one == two, "{what}: two threads differ from one");
+        }
     }
 
     #[test]

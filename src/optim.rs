@@ -26,13 +26,14 @@ pub struct Sgd {
 
 impl Sgd {
     /// One update of `param` from its current gradient, in a single pass over value, gradient, velocity.
-    /// A large parameter's rows are split over the threads (split by columns instead, like
+    /// A large parameter's rows are split over the threads, in parts that a slower core takes fewer of
+    /// ([`crate::parallel::balanced_height`]; split by columns instead, like
     /// a weight matrix's share in a column-split kernel, it measured 1.07x the time of
     /// `mlp train --max-epoch 3`).
     pub fn step(&self, param: &mut Param) {
         let rows = param.value.nrows();
         let height = if param.value.len() >= PARALLEL_FROM {
-            rows.div_ceil(crate::parallel::threads())
+            crate::parallel::balanced_height(rows, 1)
         } else {
             rows
         };

@@ -1,10 +1,12 @@
 //! Fork-join for the kernels: [`join`], [`threads`] and [`for_row_parts`], which splits an output
-//! matrix's rows by halving with `join` (no allocation).
+//! matrix's rows into parts, handed out by halving with rayon's `join`, or from both ends with a
+//! helper thread (no allocation either way).
 //!
 //! Inside [`with_helper`] (`--threads 2`) a fork goes to a [`Pair`]'s spinning helper thread, and the
 //! same half always to the same thread; elsewhere to rayon's `join`, the lightest fork-join rayon has (a
 //! `scope` boxes every task it spawns).
 
+mod both_ends;
 mod pair;
 
 use std::cell::Cell;
@@ -135,6 +137,21 @@ impl<A: Rows, B: Rows, C: Rows> Rows for (A, B, C) {
     }
 }
 
+/// A matrix whose parts are its columns: [`for_row_parts`] on `Columns(c)` hands out parts of `c`'s
+/// columns (`first_row` then counts columns).
+pub struct Columns<V>(pub V);
+
+impl<T: Send> Rows for Columns<ArrayViewMut2<'_, T>> {
+    fn nrows(&self) -> usize {
+        self.0.ncols()
+    }
+
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (left, right) = self.0.split_at(Axis(1), mid);
+        (Columns(left), Columns(right))
+    }
+}
+
 /// Calls `work(first_row, part)` on consecutive parts of `out` of `height` rows (the last may be
 /// shorter), in parallel ([`join`]); `first_row` counts from the start of `out`.
 pub fn for_row_parts<R: Rows>(out: R, height: usize, work: &(impl Fn(usize, R) + Sync)) {
@@ -166,6 +183,22 @@ pub fn parts(rows: usize, height: usize) -> usize {
     rows.div_ceil(height.max(1)).max(1)
 }
 
+/// Rows per part for a split of `rows` rows that balances itself: [`PARTS_PER_THREAD`] parts per thread
+/// (claimed from both ends with a helper thread, stolen by rayon's workers otherwise), rounded up to a
+/// multiple of `multiple`; all the rows in one part on one thread.
+pub fn balanced_height(rows: usize, multiple: usize) -> usize {
+    match threads() {
+        1 => rows,
+        n => rows.div_ceil(n * PARTS_PER_THREAD),
+    }
+    .next_multiple_of(multiple.max(1))
+}
+
+/// Parts per thread in [`balanced_height`]: enough that a core at two-thirds of the other's speed (as
+/// one of this VM's vCPUs often runs for minutes) takes fewer of them instead of making the other
+/// wait, few enough that each part is thousands of FMAs.
+pub const PARTS_PER_THREAD: usize = 8;
+
 fn split<R: Rows, T: Send>(
     out: R,
     first: usize,
@@ -176,6 +209,9 @@ fn split<R: Rows, T: Send>(
     let parts = out.nrows().div_ceil(height);
     if parts <= 1 {
         return work(first, out, &mut extras[0]);
+    }
+    if let Forks::Pair(_) = FORKS.get() {
+        return both_ends::claim_from_both_ends(out, first, height, extras, work);
     }
     let mid = parts / 2 * height;
     let (top, bottom) = out.split_rows(mid);
