@@ -356,15 +356,48 @@ mod tests {
         }
     }
 
-    /// Products large enough to be shared between two threads: by columns (short and wide `c`, `b`
-    /// plain or transposed), by rows (tall `c`), and over the inner dimension.
-    #[test]
-    fn products_shared_between_threads_match_the_definition() {
+    /// Shapes large enough for a product to be shared between two threads: `a` (m x k), `b` (k x n),
+    /// `b`'s transpose and a row of `n`.
+    struct Shared {
+        m: usize,
+        k: usize,
+        n: usize,
+        a: Array2<f32>,
+        b: Array2<f32>,
+        bt: Array2<f32>,
+        init: ndarray::Array1<f32>,
+    }
+
+    fn shared_operands() -> Shared {
         let (m, k, n) = (100, 300, 500);
         let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.1 - 0.8);
         let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.1 - 0.6);
         let bt = b.t().to_owned();
         let init = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.25 - 1.0);
+        Shared {
+            m,
+            k,
+            n,
+            a,
+            b,
+            bt,
+            init,
+        }
+    }
+
+    /// Products large enough to be shared between two threads: by columns (short and wide `c`, `b`
+    /// plain or transposed), by rows (tall `c`), and over the inner dimension.
+    #[test]
+    fn products_shared_between_threads_match_the_definition() {
+        let Shared {
+            m,
+            k,
+            n,
+            a,
+            b,
+            bt,
+            init,
+        } = shared_operands();
         let want = naive(a.view(), b.view()) + &init;
         let close = |got: &Array2<f32>, want: &Array2<f32>, what: &str| {
             for (x, y) in got.iter().zip(want) {
@@ -408,11 +441,15 @@ mod tests {
     /// thread's to the bit: each element is summed in one part, in the same order.
     #[test]
     fn products_in_parts_are_the_one_threads_to_the_bit() {
-        let (m, k, n) = (100, 300, 500);
-        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.13 - 0.8);
-        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.6);
-        let bt = b.t().to_owned();
-        let init = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.25 - 1.0);
+        let Shared {
+            m,
+            k,
+            n,
+            a,
+            b,
+            bt,
+            init,
+        } = shared_operands();
         let products = || {
             let mut wide = Array2::from_elem((m, n), f32::NAN);
             matmul(a.view(), b.view(), Some(init.view()), wide.view_mut());

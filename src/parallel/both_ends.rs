@@ -26,10 +26,9 @@ struct Unclaimed<'a, R, T> {
 
 /// Runs `work(first_row, part, extra)` on each part of `height` rows of `out` (the last may be
 /// shorter), the parts claimed from the front here and from the back on the other thread of
-/// [`super::join`]; `first_row` counts from `first`.
+/// [`super::join`].
 pub(super) fn claim_from_both_ends<R: Rows, T: Send>(
     out: R,
-    first: usize,
     height: usize,
     extras: &mut [T],
     work: &(impl Fn(usize, R, &mut T) + Sync),
@@ -43,7 +42,7 @@ pub(super) fn claim_from_both_ends<R: Rows, T: Send>(
     });
     let side = |from_back: bool| {
         while let Some((p, part, extra)) = claim(&unclaimed, height, from_back) {
-            work(first + p * height, part, extra);
+            work(p * height, part, extra);
         }
     };
     super::join(|| side(false), || side(true));

@@ -163,7 +163,8 @@ pub fn for_row_parts<R: Rows>(out: R, height: usize, work: &(impl Fn(usize, R) +
 }
 
 /// [`for_row_parts`] that also hands each part its own element of `extras`, in order (a part's own
-/// accumulator); `extras` needs one element per part at least.
+/// accumulator); `extras` needs one element per part at least. With the helper thread the parts are
+/// claimed from both ends (`both_ends`), with rayon halved by [`join`] down to single parts.
 pub fn for_row_parts_with<R: Rows, T: Send>(
     out: R,
     height: usize,
@@ -175,7 +176,12 @@ pub fn for_row_parts_with<R: Rows, T: Send>(
         extras.len() >= parts(out.nrows(), height),
         "one extra per part"
     );
-    split(out, 0, height, extras, work);
+    match FORKS.get() {
+        Forks::Pair(_) if out.nrows() > height => {
+            both_ends::claim_from_both_ends(out, height, extras, work)
+        }
+        _ => split(out, 0, height, extras, work),
+    }
 }
 
 /// How many parts of `height` rows (the last may be shorter) cover `rows`; one when there are none.
@@ -209,9 +215,6 @@ fn split<R: Rows, T: Send>(
     let parts = out.nrows().div_ceil(height);
     if parts <= 1 {
         return work(first, out, &mut extras[0]);
-    }
-    if let Forks::Pair(_) = FORKS.get() {
-        return both_ends::claim_from_both_ends(out, first, height, extras, work);
     }
     let mid = parts / 2 * height;
     let (top, bottom) = out.split_rows(mid);
