@@ -144,8 +144,8 @@ pub fn matmul_split_inner(
 
 /// [`matmul`] where `b` is a transposed row-major matrix (`D Wᵀ`): split by columns, each thread copies
 /// the columns of `b` for each part of `c` it takes (weight rows that its core mostly updated, the
-/// parts being claimed from both ends as the update's are) and multiplies. Copied whole (split by rows over the threads) and then
-/// multiplied split by rows, MLP2's `D Wᵀ` (100 x 256 by 256 x 500) took as long on two threads as on
+/// parts being claimed from both ends as the update's are) and multiplies. Copied whole (split by
+/// rows over the threads) and then multiplied split by rows, MLP2's `D Wᵀ` (100 x 256 by 256 x 500) took as long on two threads as on
 /// one (0.12-0.13 s for 600 products); this way 0.09-0.11, and MLP2's "backward fc2" stage went from
 /// 0.254 to 0.172 s an epoch (`mlp bench`, medians of 8 alternated runs).
 fn transposed_product(

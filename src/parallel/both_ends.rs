@@ -1,8 +1,8 @@
 //! A split's parts handed out from both ends: the forking thread takes parts from the front, the
 //! helper from the back, each claiming the next one when it is done with the last, until they meet.
 //!
-//! The two vCPUs of this machine often run at different speeds for a whole run (a sibling hyperthread
-//! busy with another tenant's work): timing each thread's half of every fork of MLP2's epoch, one
+//! The two vCPUs of this machine often run at different speeds for a whole run (presumably a sibling
+//! hyperthread busy with another tenant's work): timing each thread's half of every fork of MLP2's epoch, one
 //! thread's halves took 1.3-1.5x the other's in two runs out of four, the slow one being the main
 //! thread in one and the helper in the other, and the product waits for the slower half. Claimed
 //! this way, a slower core takes fewer parts. With equally fast cores the two meet near the middle,
