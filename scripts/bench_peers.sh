@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Seconds per training epoch of mlp against PyTorch on the same workload (scripts/bench_torch.py: the
-# report's hyperparameters, batch 100, f32), MLP1 and MLP2, the two alternated run by run so that a
-# machine that drifts in speed treats both alike. Prints each one's median and the ratio torch / mlp.
-# Runs only where `import torch` works; otherwise says so and exits 0.
+# Seconds per training epoch of mlp against its peers on the same workload (the report's
+# hyperparameters, batch 100, f32), MLP1 and MLP2, every program run in turn, round after round, so
+# that a machine that drifts in speed treats all alike. Prints each one's median and the ratio
+# peer / mlp. The peers, each where it can run:
+#   torch              scripts/bench_torch.py, where python3 can import torch and numpy
+#   ndarray            scripts/peer_ndarray: ndarray written plainly, its products through
+#                      matrixmultiply with the `threading` feature and the AVX-512 kernel (cargo only)
+#   ndarray+openblas   the same over the system's OpenBLAS (`--features openblas`), where it builds
+#                      (Debian: libopenblas-dev); OPENBLAS_CORETYPE=SkylakeX on a CPU with AVX-512,
+#                      unless set, since OpenBLAS 0.3.21 does not know newer Xeons and falls back to a
+#                      generic kernel (2.8 s an MLP1 epoch against 0.74 forced, one thread, measured)
 #
 # Usage: scripts/bench_peers.sh [-n RUNS] [--epochs N] [--threads N]
-#   -n RUNS      alternated pairs per network (default 5)
+#   -n RUNS      rounds per network (default 5)
 #   --epochs N   epochs per run (default 3)
-#   --threads N  threads for both (default: the number of cores)
-# Needs: cargo (builds target/release/mlp), or MLP=/path/to/mlp; python3 with torch and numpy.
+#   --threads N  threads for every program (default: the number of cores)
+# Needs: cargo (builds target/release/mlp and the Rust peers), or MLP=/path/to/mlp.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -25,14 +32,40 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if ! python3 -c "import torch, numpy" 2>/dev/null; then
-    echo "bench_peers.sh: python3 cannot import torch and numpy here; nothing to compare against"
-    exit 0
-fi
 if [ -z "${MLP:-}" ]; then
     cargo build --release --quiet --manifest-path "$root/Cargo.toml"
     MLP="$root/target/release/mlp"
 fi
+
+# Each peer: a name and the command that runs one network ($1) and prints "seconds accuracy".
+peer_dir="$here/peer_ndarray"
+peers=()
+if python3 -c "import torch, numpy" 2>/dev/null; then
+    peers+=(torch)
+else
+    echo "bench_peers.sh: python3 cannot import torch and numpy here; PyTorch left out" >&2
+fi
+cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
+peers+=(ndarray)
+if cargo build --release --quiet --features openblas --manifest-path "$peer_dir/Cargo.toml" \
+    --target-dir "$peer_dir/target/openblas" 2>/dev/null; then
+    peers+=(ndarray+openblas)
+else
+    echo "bench_peers.sh: the OpenBLAS peer did not build (no system OpenBLAS?); left out" >&2
+fi
+if grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+    coretype="${OPENBLAS_CORETYPE:-SkylakeX}"
+else
+    coretype="${OPENBLAS_CORETYPE:-}"
+fi
+run_peer() {
+    case "$1" in
+        torch) python3 "$here/bench_torch.py" "$2" "$epochs" "$threads" "$root/data" ;;
+        ndarray) RMM_NUM_THREADS="$threads" "$peer_dir/target/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;
+        ndarray+openblas) OPENBLAS_CORETYPE="$coretype" OPENBLAS_NUM_THREADS="$threads" \
+            "$peer_dir/target/openblas/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;
+    esac | cut -d' ' -f1
+}
 
 declare -A specs=(
     [mlp1]="linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01"
@@ -41,17 +74,25 @@ declare -A specs=(
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "$threads thread(s), $epochs epoch(s) a run, $runs alternated pairs; seconds per training epoch"
-printf '%-6s %10s %10s %14s\n' network torch mlp torch/mlp
+echo "$threads thread(s), $epochs epoch(s) a run, $runs rounds; median seconds per training epoch, and peer / mlp"
+printf '%-8s %10s' network mlp
+for peer in "${peers[@]}"; do printf ' %26s' "$peer"; done
+echo
 for net in mlp1 mlp2; do
-    torch_times=()
-    mlp_times=()
+    declare -A times=()
     for _ in $(seq "$runs"); do
-        torch_times+=("$(python3 "$here/bench_torch.py" "$net" "$epochs" "$threads" "$root/data" | cut -d' ' -f1)")
-        mlp_times+=("$("$MLP" bench --layer "${specs[$net]}" --epochs "$epochs" --threads "$threads" |
-            awk '/^training \(all stages\)/ { print $4 }')")
+        for peer in "${peers[@]}"; do
+            times[$peer]+="$(run_peer "$peer" "$net") "
+        done
+        times[mlp]+="$("$MLP" bench --layer "${specs[$net]}" --epochs "$epochs" --threads "$threads" |
+            awk '/^training \(all stages\)/ { print $4 }') "
     done
-    t=$(printf '%s\n' "${torch_times[@]}" | median)
-    m=$(printf '%s\n' "${mlp_times[@]}" | median)
-    printf '%-6s %10.4f %10.4f %14.2f\n' "$net" "$t" "$m" "$(awk -v t="$t" -v m="$m" 'BEGIN { print t / m }')"
+    m=$(printf '%s\n' ${times[mlp]} | median)
+    printf '%-8s %10.4f' "$net" "$m"
+    for peer in "${peers[@]}"; do
+        t=$(printf '%s\n' ${times[$peer]} | median)
+        printf ' %17.4f (%5.2fx)' "$t" "$(awk -v t="$t" -v m="$m" 'BEGIN { print t / m }')"
+    done
+    echo
+    unset times
 done
