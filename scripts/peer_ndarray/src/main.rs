@@ -2,7 +2,7 @@
 //! peer would: MLP1 or MLP2 with ReLU and softmax cross-entropy, SGD lr 0.01, momentum 0.9, weight
 //! decay 5e-4 (PyTorch's form: `v = 0.9 v + g + 5e-4 w`, `w -= 0.01 v`), batch 100, f32, inputs
 //! (p - 128) / 255 gathered per batch, weights N(0, 0.01^2), zero biases, a fresh shuffle every epoch.
-//! Buffers are allocated once and every product goes through `general_mat_mul`, so the peer is timed
+//! The matrices are allocated once and every product goes through `general_mat_mul`, so the peer is timed
 //! on its products and elementwise passes, not on allocation.
 //!
 //! Prints one line: seconds per training epoch (evaluation excluded), the test accuracy after the
