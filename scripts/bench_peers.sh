@@ -37,7 +37,7 @@ if [ -z "${MLP:-}" ]; then
     MLP="$root/target/release/mlp"
 fi
 
-# Each peer: a name and the command that runs one network ($1) and prints "seconds accuracy".
+# The peers that can run here, by name.
 peer_dir="$here/peer_ndarray"
 peers=()
 if python3 -c "import torch, numpy" 2>/dev/null; then
@@ -58,6 +58,7 @@ if grep -q avx512f /proc/cpuinfo 2>/dev/null; then
 else
     coretype="${OPENBLAS_CORETYPE:-}"
 fi
+# Runs peer $1 on network $2; prints its seconds per training epoch.
 run_peer() {
     case "$1" in
         torch) python3 "$here/bench_torch.py" "$2" "$epochs" "$threads" "$root/data" ;;
