@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 
 use crate::data::Split;
-use crate::sparse::{SparseBatch, Squares};
+use crate::kernels::Grouped;
 
 /// The constant part of every normalised pixel: `x = p / 255 + OFFSET`.
 pub const OFFSET: f32 = -128.0 / 255.0;
@@ -37,9 +37,11 @@ pub enum InputPath {
     Sparse,
 }
 
-/// The sparse form of a batch: `x = pixels + OFFSET`, with `pixels` by squares of four pixels.
+/// The sparse form of a batch: `x = pixels + OFFSET`, with the nonzero `pixels` (`p / 255`) by image
+/// (for the forward pass) and by pixel (for the weight gradient).
 pub struct SparseInput<'a> {
-    pub squares: &'a Squares,
+    pub by_image: &'a Grouped,
+    pub by_pixel: &'a Grouped,
 }
 
 pub struct InputBatch {
@@ -49,7 +51,10 @@ pub struct InputBatch {
     capacity: usize,
     width: usize,
     labels: Vec<u8>,
-    pixels: SparseBatch,
+    by_image: Grouped,
+    by_pixel: Grouped,
+    /// Scratch for the transpose.
+    counts: Vec<u32>,
     rows: usize,
     path: InputPath,
     sparse: bool,
@@ -76,7 +81,9 @@ impl InputBatch {
             capacity,
             width,
             labels: Vec::with_capacity(capacity),
-            pixels: SparseBatch::default(),
+            by_image: Grouped::default(),
+            by_pixel: Grouped::default(),
+            counts: Vec::new(),
             rows: 0,
             path,
             sparse: false,
@@ -125,13 +132,16 @@ impl InputBatch {
             prefetch(image(i));
         }
         if self.sparse {
-            let shape = (width, split.line);
-            self.pixels.fill(&split.images, shape, indices, 1.0 / 255.0);
-            let nnz = self.pixels.squares.groups.nnz() as f64;
+            let image = |r: usize| image(indices[r]);
+            self.by_image.fill_rows(n, width, image, 1.0 / 255.0);
+            let nnz = self.by_image.nnz() as f64;
             let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
             self.sparse = !(self.path == InputPath::Auto && dense_enough);
         }
         if self.sparse {
+            let image = |r: usize| &split.images[indices[r] as usize * width..][..width];
+            self.by_pixel
+                .fill_columns(n, width, image, 1.0 / 255.0, &mut self.counts);
             return;
         }
         if self.dense.nrows() < self.capacity {
@@ -163,7 +173,8 @@ impl InputBatch {
     /// The sparse form, when this batch takes the sparse path.
     pub fn sparse(&self) -> Option<SparseInput<'_>> {
         self.sparse.then_some(SparseInput {
-            squares: &self.pixels.squares,
+            by_image: &self.by_image,
+            by_pixel: &self.by_pixel,
         })
     }
 }

@@ -1,18 +1,13 @@
 //! `mlp bench`: seconds per training epoch and where they go, stage by stage, on the real data.
 //!
 //! It runs the training loop of `mlp train` (same batches, same arithmetic) with a clock read between
-//! stages: batch gathering, each layer's forward and backward, the loss, the SGD update, and the test
-//! evaluation. The first layer's update is part of its backward stage: it is made from the gradient
-//! while that is in cache ([`Network::train_step`]). Reading the clock costs about 20 ns a stage, far
-//! below any stage here.
+//! stages: batch gathering, each layer's forward and backward (with its parameters' update, which is
+//! fused into the gradient), the loss, and the test evaluation. Reading the clock costs about 20 ns a
+//! stage, far below any stage here.
 //!
-//! An activation between two layers has no stage of its own: the layer before applies it as it finishes
-//! its output, the layer after folds its derivative into its input gradient ([`Network`]), so "forward
-//! fc1" includes ReLU r1 and "backward fc2" r1's derivative.
-//!
-//! With two threads and light layers after the first (MLP1), the next batch is built on the other
-//! thread while those layers run ([`Network::train_step`]); its stage then reads
-//! "gather batch (beside)" and its time is hidden, not part of the epoch's.
+//! An activation folded into its neighbours has no stage of its own ([`Network`]): "forward fc1"
+//! includes ReLU r1 and "backward fc2" r1's derivative. With more than one thread the next batch is
+//! built while the step runs; its stage then reads "gather batch (beside)".
 
 use std::io::Write;
 use std::time::Instant;
@@ -35,7 +30,6 @@ struct StageClock {
     forward: Vec<f64>,
     backward: Vec<f64>,
     loss: f64,
-    update: f64,
 }
 
 impl Laps for StageClock {
@@ -47,9 +41,6 @@ impl Laps for StageClock {
             Stage::Forward(i) => self.forward[i] += dt,
             Stage::Backward(i) => self.backward[i] += dt,
             Stage::Loss => self.loss += dt,
-            Stage::Update => self.update += dt,
-            // Timed by the batch building itself, as "gather batch".
-            Stage::Beside => {}
         }
     }
 }
@@ -119,10 +110,9 @@ pub fn bench(
     spec.check_data(data.input_width(), data.classes)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let layers = spec.build(&mut rng);
-    let names: Vec<String> = layers.iter().map(|l| l.name().to_string()).collect();
     let capacity = settings.batch_size.max(1000.min(data.test.len()));
-    let mut network = Network::new(layers, data.input_width(), capacity);
+    let mut network = Network::from_spec(spec, &mut rng, capacity);
+    let names: Vec<String> = spec.layers().iter().map(|l| l.name().to_string()).collect();
     let path = network.input_path(settings.input_path);
     let mut batch = InputBatch::new(capacity, data.input_width(), path);
     let mut next_batch = InputBatch::new(capacity, data.input_width(), path);
@@ -132,13 +122,11 @@ pub fn bench(
         forward: vec![0.0; names.len()],
         backward: vec![0.0; names.len()],
         loss: 0.0,
-        update: 0.0,
     };
     let (mut gather_s, mut eval_s, mut test_acc) = (0.0, 0.0, 0.0);
     let plan = UpdatePlan {
         sgd: settings.sgd,
         allow_nan: true,
-        keep_gradients: false,
     };
     let train_start = Instant::now();
     for _ in 0..settings.max_epoch {
@@ -193,13 +181,13 @@ pub fn bench(
     }
     let train_s = train_start.elapsed().as_secs_f64() - eval_s;
 
-    let gather = if network.builds_beside() {
+    let gather = if rayon::current_num_threads() > 1 {
         "gather batch (beside)"
     } else {
         "gather batch"
     };
-    // An activation done by its neighbours has no stage of its own: it is in theirs.
-    let own = |i: &usize| !network.done_by_neighbours(*i);
+    // A folded activation has no stage of its own: it is in its neighbours'.
+    let own = |i: &usize| !network.folded(*i);
     let mut stages = vec![(gather.to_string(), gather_s)];
     stages.extend(
         (0..names.len())
@@ -213,7 +201,6 @@ pub fn bench(
             .filter(own)
             .map(|i| (format!("backward {}", names[i]), clock.backward[i])),
     );
-    stages.push(("sgd update (later layers)".to_string(), clock.update));
     Ok(BenchReport {
         load_s,
         epochs: settings.max_epoch,

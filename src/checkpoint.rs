@@ -243,7 +243,7 @@ mod tests {
             .parse()
             .unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let mut net = Network::new(spec.build(&mut rng), 3, 4);
+        let mut net = Network::from_spec(&spec, &mut rng, 4);
         for p in net.params_mut() {
             p.velocity.fill(0.25);
         }

@@ -277,9 +277,15 @@ pub struct WorkloadArgs {
     #[arg(long, value_enum, value_name = "PATH", default_value_t = InputPath::Auto)]
     pub input_path: InputPath,
 
-    /// Threads for the matrix products and sparse kernels [default: all cores]
+    /// Threads for the matrix products and sparse kernels [default: all cores]. Speed only: every
+    /// thread count gives the same numbers
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Kernels: auto (the best this CPU has), portable, avx2 or avx512 [env: MLP_KERNELS]. Speed
+    /// only: every backend gives the same numbers
+    #[arg(long, value_enum, value_name = "KERNELS")]
+    pub kernels: Option<crate::kernels::Choice>,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +383,7 @@ impl WorkloadArgs {
             return Err(Error::usage("--batch-size", "must be at least 1, got 0"));
         }
         let threads = thread_count(self.threads)?;
+        choose_kernels(self.kernels)?;
         let data_dir = self.data.clone().unwrap_or_else(default_data_dir);
         Ok(Workload {
             spec,
@@ -480,6 +487,7 @@ impl TrainArgs {
             return Err(Error::usage("--max-epoch", "must be at least 1, got 0"));
         }
         let threads = thread_count(self.workload.threads)?;
+        choose_kernels(self.workload.kernels)?;
         Ok(TrainConfig {
             spec,
             settings: Settings {
@@ -512,29 +520,18 @@ impl TrainArgs {
 }
 
 /// Sizes rayon's thread pool once, before any parallel kernel runs.
-fn configure_threads(threads: usize) {
-    // Fails only if the pool was already built, in which case it keeps its size.
-    let _ = rayon::ThreadPoolBuilder::new()
+fn configure_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build_global();
+        .build_global()
+        .map_err(|e| Error::usage("--threads", format!("cannot start {threads} threads: {e}")))
 }
 
 /// Runs `work` on one of rayon's threads rather than on the main thread, so that a run keeps to
 /// `--threads` busy threads: called from outside the pool, every parallel kernel would hand its work to
-/// the pool and put the main thread to sleep, and wake it again (measured: 0.91x the wall time of
-/// `mlp train --max-epoch 3` with 2 threads).
-///
-/// With two threads the forks go to a spinning helper thread instead
-/// ([`crate::parallel::with_helper`]): 0.93x the wall time of `mlp train --max-epoch 3` against
-/// rayon's join (median of 15 alternated pairs), for 1.09x the CPU time.
-fn on_pool<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| {
-        if threads == 2 {
-            crate::parallel::with_helper(work)
-        } else {
-            work()
-        }
-    })
+/// the pool and put the main thread to sleep.
+fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
 }
 
 fn eval(args: EvalArgs) -> Result<u8> {
@@ -708,9 +705,9 @@ fn summarize(args: SummarizeArgs) -> Result<u8> {
 /// (diverged).
 fn train(args: TrainArgs, command: Vec<String>) -> Result<u8> {
     let cfg = args.into_config(command)?;
-    configure_threads(cfg.threads);
+    configure_threads(cfg.threads)?;
     let stop = StopFlag::install().map_err(|e| Error::io("signal handlers", e))?;
-    let outcome = on_pool(cfg.threads, || run_train(&cfg, &stop))?;
+    let outcome = on_pool(|| run_train(&cfg, &stop))?;
     let code = match outcome.status {
         Status::Interrupted => stop.requested().map_or(130, |s| s.exit_code()),
         Status::Diverged => 3,
@@ -757,22 +754,40 @@ fn bench(args: BenchArgs) -> Result<u8> {
         let _ = crate::peak::measure(threads).write(&mut std::io::stdout().lock());
         return Ok(0);
     }
-    configure_threads(threads);
+    configure_threads(threads)?;
     let sgd = Sgd {
         lr: 0.01,
         momentum: 0.9,
         weight_decay: 5e-4,
     };
     let settings = args.workload.settings(sgd, args.epochs, 1);
-    let report = on_pool(threads, || crate::bench::bench(&spec, &settings, &data_dir))?;
+    let report = on_pool(|| crate::bench::bench(&spec, &settings, &data_dir))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{spec}\n{threads} thread(s), batch {}, {} epochs\n",
-        settings.batch_size, args.epochs
+        "{spec}\n{threads} thread(s), {} kernels, batch {}, {} epochs\n",
+        crate::kernels::current(),
+        settings.batch_size,
+        args.epochs
     );
     let _ = report.write(&mut out);
     Ok(0)
+}
+
+/// Chooses the process's kernels: `--kernels`, else `MLP_KERNELS`, else the best this CPU has. A
+/// backend the CPU lacks, or an unknown `MLP_KERNELS`, is a usage error.
+pub fn choose_kernels(flag: Option<crate::kernels::Choice>) -> Result<crate::kernels::Backend> {
+    use crate::kernels::{Choice, ENV};
+    let (choice, source) = match flag {
+        Some(choice) => (choice, "--kernels"),
+        None => match Choice::from_env() {
+            Some(choice) => (choice.map_err(|e| Error::usage(ENV, e))?, ENV),
+            None => (Choice::Auto, "--kernels"),
+        },
+    };
+    let backend = choice.resolve().map_err(|e| Error::usage(source, e))?;
+    crate::kernels::set(backend);
+    Ok(backend)
 }
 
 /// `--threads`, or every core when not given.

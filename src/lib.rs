@@ -4,34 +4,32 @@
 //! The dependency direction is one way: `cli` → `run` → `train` → `network` → `layers` / `loss` /
 //! `optim`, with `data` and `idx` below `train` and `output` beside `run`.
 
+pub mod activation;
 pub mod alloc;
 pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
-pub mod elementwise;
 pub mod error;
 pub mod eval;
 pub mod exp;
 pub mod export;
-pub mod gemm;
 pub mod idx;
 pub mod interrupt;
+pub mod kernels;
 pub mod layers;
-pub mod linalg;
 pub mod loss;
 pub mod model;
 pub mod network;
 pub mod optim;
 pub mod output;
-pub mod parallel;
+pub mod param;
 pub mod peak;
 pub mod plot;
 pub mod predict;
 pub mod reference;
 pub mod run;
-pub mod sparse;
 pub mod spec;
 pub mod summarize;
 pub mod train;

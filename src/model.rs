@@ -39,7 +39,7 @@ impl Model {
             .map_err(|e| Error::data(&ckpt_path, format!("spec: {e}")))?;
         // Initial weights are overwritten by the checkpoint; the seed only has to be some seed.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let mut network = Network::new(spec.build(&mut rng), spec.input_width(), capacity);
+        let mut network = Network::from_spec(&spec, &mut rng, capacity);
         checkpoint
             .restore(&mut network)
             .map_err(|problem| Error::data(&ckpt_path, problem))?;

@@ -1,32 +1,43 @@
-//! A network: the layers of a spec in order, with every activation and activation gradient in buffers
-//! that are allocated once for the largest batch and reused, so a training step allocates nothing.
+//! A network and its plan: the layers of a spec in order, run with every activation and activation
+//! gradient in buffers allocated once for the largest batch, so a training step allocates nothing.
 //!
 //! `outputs[i]` holds layer i's output and `douts[i]` the gradient of the loss with respect to it; layer
 //! i reads its input from `outputs[i - 1]` (or the batch itself for i = 0). Buffers hold `capacity` rows;
 //! a batch of `n` rows uses the first `n`.
+//!
+//! The plan, read from the spec once, is where everything about running fast lives; the layers only say
+//! the maths ([`crate::layers`]):
+//! - **Folding.** An element-wise activation between two Linear layers has no pass of its own: the
+//!   Linear before applies it to each block of its output while the block is in registers (writing
+//!   the activation's output), and the Linear after multiplies its derivative, read from that output,
+//!   into each block of its input gradient (writing the activation's input gradient). Only element-wise
+//!   activations fold: each output element depends on its own input alone, so a block at a time is the
+//!   same as a whole pass. Anything else (a layer given as a plain [`Layer`]) runs its own passes.
+//! - **The sparse first layer.** A first Linear layer reads a sparse batch, `x = S + offset`, by its
+//!   nonzero pixels: `x W + b = S W + (b + offset · colsum W)` and `xᵀ D = Sᵀ D + offset · 1 · dbᵀ`.
+//! - **The update fused into the gradient.** Each part of a weight's gradient is followed at once, on
+//!   the thread that computed it, by the SGD update of the same rows, while they are in cache.
+//!
+//! None of these changes a number with the thread count or the backend ([`crate::kernels`]).
 
-use ndarray::{Array2, ArrayView2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use rand::Rng;
 
-use crate::batch::{InputBatch, InputPath};
-use crate::layers::{Activation, Layer, Param};
+use crate::activation::{Activation, Apply, Derivative};
+use crate::batch::{InputBatch, InputPath, OFFSET};
+use crate::kernels::{self, Backend, Dense, Part, Plain, SparseProduct};
+use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
-
-/// Parameters in the last layers up to which they run on one thread beside the next batch's building
-/// (see [`Network::train_step`]).
-const LIGHT_LATER_LAYERS: usize = 1 << 16;
+use crate::spec::{LayerSpec, NetSpec};
 
 /// A stage of [`Network::train_step`]; numbers are layer indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Forward(usize),
     Loss,
+    /// The layer's backward pass, with its parameters' update when the step updates.
     Backward(usize),
-    /// The end of `beside` when it runs on its own, before the layers (it times itself).
-    Beside,
-    /// The end of the SGD update of the layers after the first (the first layer's is part of its
-    /// backward stage when fused, see [`UpdatePlan`]).
-    Update,
 }
 
 /// What [`Network::train_step`] does after the gradients.
@@ -35,9 +46,6 @@ pub struct UpdatePlan {
     pub sgd: Sgd,
     /// Update even when the batch's loss is not finite (otherwise such a step updates nothing).
     pub allow_nan: bool,
-    /// Keep every gradient in `grad` (to read their norms after the step): then the first layer's
-    /// update is not fused into its gradient.
-    pub keep_gradients: bool,
 }
 
 /// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
@@ -50,134 +58,127 @@ impl Laps for () {
     fn lap(&mut self, _stage: Stage) {}
 }
 
+/// What the plan knows of a layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    /// A [`crate::layers::Linear`]: parameters `[weight, bias]`, run by the plan's kernels.
+    Linear,
+    /// An element-wise activation, run by the plan.
+    Elementwise(Activation),
+    /// Any other layer: its own `forward` and `backward`.
+    Opaque,
+}
+
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
-    /// `by_neighbours[i]`: layer i is an activation between two layers, whose passes they do: the layer
-    /// before applies it as it finishes its output ([`Layer::forward_then`], writing the activation's
-    /// output), the layer after folds its derivative into its input gradient
-    /// ([`Layer::backward_through`], writing the activation's input gradient), and layer i itself does
-    /// nothing: its input (`outputs[i - 1]`) and output gradient (`douts[i]`) are left unset. The
-    /// activations' own passes, each a read and a write of a whole batch, took 5% of MLP2's two-thread
-    /// epoch as stages of their own; done this way the epoch measured the same within the noise (the
-    /// neighbours' stages grew by most of it: the rows still move between the cores).
-    by_neighbours: Vec<bool>,
+    ops: Vec<Op>,
+    /// `folded[i]`: layer i is an activation whose passes its neighbours do (see the module's doc);
+    /// its input (`outputs[i - 1]`) and output gradient (`douts[i]`) are left unset.
+    folded: Vec<bool>,
     outputs: Vec<Array2<f32>>,
     douts: Vec<Array2<f32>>,
+    /// `Wᵀ` of each Linear layer after the first, for its input gradient `dout Wᵀ`: the kernels read
+    /// their right-hand side by rows.
+    transposed: Vec<Array2<f32>>,
+    /// The sparse first layer's constant row (`b + offset · colsum W`, then `offset · db`).
+    row: Vec<f32>,
     capacity: usize,
+    backend: Backend,
 }
 
 impl Network {
-    /// Wraps `layers` for inputs of `input_width` features and batches of up to `capacity` rows.
+    /// The network of `spec`, its weights drawn from `rng`, for batches of up to `capacity` rows,
+    /// run with the process's backend ([`kernels::current`]).
+    pub fn from_spec(spec: &NetSpec, rng: &mut impl Rng, capacity: usize) -> Self {
+        let ops = spec
+            .layers()
+            .iter()
+            .map(|l| match l {
+                LayerSpec::Linear { .. } => Op::Linear,
+                LayerSpec::Activation { act, .. } => Op::Elementwise(*act),
+            })
+            .collect();
+        Network::planned(
+            crate::layers::build(spec, rng),
+            ops,
+            spec.input_width(),
+            capacity,
+        )
+    }
+
+    /// Wraps any `layers` for inputs of `input_width` features: each runs its own passes, on dense
+    /// batches, and nothing is fused (the reference that the plan is tested against).
     pub fn new(layers: Vec<Box<dyn Layer>>, input_width: usize, capacity: usize) -> Self {
+        let ops = vec![Op::Opaque; layers.len()];
+        Network::planned(layers, ops, input_width, capacity)
+    }
+
+    fn planned(
+        layers: Vec<Box<dyn Layer>>,
+        ops: Vec<Op>,
+        input_width: usize,
+        capacity: usize,
+    ) -> Self {
         let mut widths = Vec::with_capacity(layers.len());
         let mut width = input_width;
         for layer in &layers {
             width = layer.out_width(width);
             widths.push(width);
         }
-        // Rows padded like weights' (see `layers::padded`): the first layer's output gradient is the
-        // sparse kernel's source.
-        let buffers = || {
+        let buffers = || -> Vec<Array2<f32>> {
             widths
                 .iter()
-                .map(|&w| crate::layers::padded(capacity, w))
+                .map(|&w| crate::param::padded(capacity, w))
                 .collect()
         };
-        let mut by_neighbours = vec![false; layers.len()];
-        for i in 1..layers.len().saturating_sub(1) {
-            by_neighbours[i] = layers[i].activation().is_some()
-                && !layers[i - 1].backward_reads_output()
-                && !by_neighbours[i - 1];
-        }
+        let folded = (0..layers.len())
+            .map(|i| {
+                matches!(ops[i], Op::Elementwise(_))
+                    && i > 0
+                    && ops[i - 1] == Op::Linear
+                    && ops.get(i + 1) == Some(&Op::Linear)
+            })
+            .collect();
+        let transposed = (0..layers.len())
+            .map(|i| match (i, ops[i]) {
+                (1.., Op::Linear) => {
+                    let w = &layers[i].params()[0].value;
+                    crate::param::padded(w.ncols(), w.nrows())
+                }
+                _ => Array2::zeros((0, 0)),
+            })
+            .collect();
         Network {
+            row: vec![0.0; widths.first().copied().unwrap_or(0)],
             outputs: buffers(),
             douts: buffers(),
-            by_neighbours,
+            transposed,
+            folded,
+            ops,
             layers,
             capacity,
+            backend: kernels::current(),
         }
     }
 
-    /// Whether layer `i` is an activation whose passes the layers beside it do (see `by_neighbours`).
-    pub fn done_by_neighbours(&self, i: usize) -> bool {
-        self.by_neighbours[i]
+    /// Runs this network's kernels on `backend` from now on (for tests that compare backends).
+    pub fn set_backend(&mut self, backend: Backend) {
+        assert!(backend.available(), "the {backend} kernels cannot run here");
+        self.backend = backend;
     }
 
-    /// The activation after layer `i` whose forward pass layer i does.
-    fn applies_next(&self, i: usize) -> Option<Activation> {
-        let next = i + 1;
-        if *self.by_neighbours.get(next)? {
-            self.layers[next].activation()
-        } else {
-            None
-        }
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
-    /// The activation before layer `i` whose backward pass layer i does.
-    fn folds_previous(&self, i: usize) -> Option<Activation> {
-        let previous = i.checked_sub(1)?;
-        if self.by_neighbours[previous] {
-            self.layers[previous].activation()
-        } else {
-            None
-        }
-    }
-
-    /// The first layer's forward pass on the batch `x`, into the output of the activation after it
-    /// when it applies that one.
-    fn forward_first(&mut self, x: &InputBatch) {
-        let n = x.rows();
-        match self.applies_next(0) {
-            Some(act) => {
-                let out = self.outputs[1].slice_mut(s![..n, ..]);
-                self.layers[0].forward_input_then(x, out, act)
-            }
-            None => {
-                let out = self.outputs[0].slice_mut(s![..n, ..]);
-                self.layers[0].forward_input(x, out)
-            }
-        }
-    }
-
-    /// Layer `i`'s forward pass (after the first) on the first `n` rows: nothing for an activation
-    /// that the layer before has applied.
-    fn forward_layer(&mut self, i: usize, n: usize) {
-        if self.by_neighbours[i] {
-            return;
-        }
-        let act = self.applies_next(i);
-        let (before, after) = self.outputs.split_at_mut(i);
-        let inp = before[i - 1].slice(s![..n, ..]);
-        match act {
-            Some(act) => self.layers[i].forward_then(inp, after[1].slice_mut(s![..n, ..]), act),
-            None => self.layers[i].forward(inp, after[0].slice_mut(s![..n, ..])),
-        }
-    }
-
-    /// Layer `i`'s backward pass (after the first) on the first `n` rows: nothing for an activation
-    /// whose derivative the layer after has folded in.
-    fn backward_layer(&mut self, i: usize, n: usize) {
-        if self.by_neighbours[i] {
-            return;
-        }
-        let act = self.folds_previous(i);
-        let target = if act.is_some() { i - 2 } else { i - 1 };
-        let (douts_before, douts_after) = self.douts.split_at_mut(i);
-        let (inp, out, dout) = (
-            self.outputs[i - 1].slice(s![..n, ..]),
-            self.outputs[i].slice(s![..n, ..]),
-            douts_after[0].slice(s![..n, ..]),
-        );
-        let dinp = douts_before[target].slice_mut(s![..n, ..]);
-        match act {
-            Some(act) => self.layers[i].backward_through(inp, out, dout, dinp, act),
-            None => self.layers[i].backward(inp, out, dout, Some(dinp)),
-        }
+    /// Whether layer `i` is an activation folded into its neighbours (its passes cost nothing).
+    pub fn folded(&self, i: usize) -> bool {
+        self.folded[i]
     }
 
     /// The input path to batch for: `wanted`, unless the first layer cannot read the sparse form.
     pub fn input_path(&self, wanted: InputPath) -> InputPath {
-        if self.layers[0].reads_sparse_input() {
+        if self.ops[0] == Op::Linear {
             wanted
         } else {
             InputPath::Dense
@@ -205,9 +206,8 @@ impl Network {
             "batch of {n} rows exceeds the buffers' {} rows",
             self.capacity
         );
-        self.forward_first(x);
-        for i in 1..self.layers.len() {
-            self.forward_layer(i, n);
+        for i in 0..self.layers.len() {
+            self.forward_layer(i, x);
         }
         self.outputs
             .last()
@@ -218,21 +218,14 @@ impl Network {
     /// Forward, loss and backward for one batch: afterwards every parameter's `grad` holds the gradient
     /// of the batch's mean loss. Returns the batch's loss and accuracy.
     pub fn compute_gradients(&mut self, x: &InputBatch, loss: Loss) -> BatchStats {
-        self.run_layers::<fn()>(x, loss, None, None, &mut ()).0
+        self.run_layers(x, loss, None, &mut ()).0
     }
 
     /// One training step: forward, loss, backward and the SGD update of `plan`, which is skipped when
-    /// the batch's loss is not finite (unless `plan.allow_nan`). The first layer updates its weight
-    /// from its gradient while the gradient is in cache, unless `plan.keep_gradients`
-    /// ([`Layer::backward_input_and_update`]): the same numbers, to the bit. Returns the batch's loss
-    /// and accuracy and whether the parameters were updated. `laps` is told when each stage ends (for
-    /// `mlp bench`).
-    ///
-    /// `beside` (building the next batch) runs at the same time on the other thread when there is one
-    /// ([`crate::parallel::join`]), beside the network's light tail (its last layers, the loss and
-    /// their backward passes: `Network::light_tail`), which runs on one thread: for MLP1 all the
-    /// layers after the first, for MLP2 those after its 500 x 256 layer. On one thread `beside` runs
-    /// first, on its own (as the batch was built before this step, so the step finds its data in cache).
+    /// the batch's loss is not finite (unless `plan.allow_nan`). Every parameter's `grad` holds its
+    /// gradient afterwards. Returns the batch's loss and accuracy and whether the parameters were
+    /// updated. `beside` (building the next batch) runs at the same time, on whichever thread is free.
+    /// `laps` is told when each stage ends (for `mlp bench`).
     pub fn train_step(
         &mut self,
         x: &InputBatch,
@@ -241,124 +234,178 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
-        self.run_layers(x, loss, Some(beside), Some(plan), laps)
+        rayon::join(|| self.run_layers(x, loss, Some(plan), laps), beside).0
     }
 
-    /// Forward, loss and backward, with `beside` as [`Network::train_step`] runs it, then the update of
-    /// `plan` if any; returns whether it updated.
-    fn run_layers<F: FnOnce() + Send>(
+    fn run_layers(
         &mut self,
         x: &InputBatch,
         loss: Loss,
-        mut beside: Option<F>,
         plan: Option<&UpdatePlan>,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
         let n = x.rows();
-        if !self.builds_beside() {
-            if let Some(beside) = beside.take() {
-                beside();
-            }
-            laps.lap(Stage::Beside);
-        }
-        self.forward_first(x);
-        laps.lap(Stage::Forward(0));
-        let tail = self.light_tail();
-        self.forward_layers(1..tail, n, laps);
-        let stats = match beside {
-            Some(beside) => crate::parallel::join(|| self.tail(tail, x, loss, laps), beside).0,
-            None => self.tail(tail, x, loss, laps),
-        };
-        self.backward_layers(1..tail, n, laps);
-        let update = plan.filter(|plan| plan.allow_nan || stats.loss_sum.is_finite());
-        let (out, dout) = (
-            self.outputs[0].slice(s![..n, ..]),
-            self.douts[0].slice(s![..n, ..]),
-        );
-        let first = &mut self.layers[0];
-        match update {
-            Some(plan) if !plan.keep_gradients => {
-                first.backward_input_and_update(x, out, dout, &plan.sgd)
-            }
-            _ => first.backward_input(x, out, dout),
-        }
-        laps.lap(Stage::Backward(0));
-        if let Some(plan) = update {
-            let skip = if plan.keep_gradients { 0 } else { 1 };
-            for layer in self.layers.iter_mut().skip(skip) {
-                for param in layer.params_mut() {
-                    plan.sgd.step(param);
-                }
-            }
-            laps.lap(Stage::Update);
-        }
-        (stats, update.is_some())
-    }
-
-    /// Whether [`Network::train_step`] runs its `beside` at the same time as the layers: whenever there
-    /// is a second thread, beside the light tail of the network (`Network::light_tail`), which has
-    /// too little work to split.
-    pub fn builds_beside(&self) -> bool {
-        crate::parallel::threads() >= 2
-    }
-
-    /// The first of the layers after the first that, with all those after them, have few enough
-    /// parameters to run on one thread (the layers' count when none have): all of MLP1's after its
-    /// first (the 256 x 10 output layer, 2,570), MLP2's from its second ReLU on (not its 500 x 256
-    /// layer). The next batch is built beside these, the loss and their backward passes: in MLP2
-    /// otherwise the helper idled through them, and the batch took the main thread's time of its own.
-    fn light_tail(&self) -> usize {
-        let mut tail = self.layers.len();
-        let mut sum = 0;
-        while tail > 1 {
-            sum += self.layers[tail - 1]
-                .params()
-                .iter()
-                .map(|p| p.value.len())
-                .sum::<usize>();
-            if sum > LIGHT_LATER_LAYERS {
-                break;
-            }
-            tail -= 1;
-        }
-        tail
-    }
-
-    /// The forward passes of the layers `range` (after the first).
-    fn forward_layers(&mut self, range: std::ops::Range<usize>, n: usize, laps: &mut impl Laps) {
-        for i in range {
-            self.forward_layer(i, n);
+        for i in 0..self.layers.len() {
+            self.forward_layer(i, x);
             laps.lap(Stage::Forward(i));
         }
-    }
-
-    /// The backward passes of the layers `range` (after the first), last first.
-    fn backward_layers(&mut self, range: std::ops::Range<usize>, n: usize, laps: &mut impl Laps) {
-        for i in range.rev() {
-            self.backward_layer(i, n);
-            laps.lap(Stage::Backward(i));
-        }
-    }
-
-    /// The layers from `tail` on, forward, the loss, and their backward passes.
-    fn tail(
-        &mut self,
-        tail: usize,
-        x: &InputBatch,
-        loss: Loss,
-        laps: &mut impl Laps,
-    ) -> BatchStats {
-        let n = x.rows();
         let last = self.layers.len() - 1;
-        self.forward_layers(tail..last + 1, n, laps);
         let stats = loss.evaluate(
             self.outputs[last].slice(s![..n, ..]),
             x.labels(),
             Some(self.douts[last].slice_mut(s![..n, ..])),
         );
         laps.lap(Stage::Loss);
-        self.backward_layers(tail..last + 1, n, laps);
-        stats
+        let sgd = plan
+            .filter(|plan| plan.allow_nan || stats.loss_sum.is_finite())
+            .map(|plan| plan.sgd);
+        for i in (0..self.layers.len()).rev() {
+            self.backward_layer(i, x, sgd.as_ref());
+            laps.lap(Stage::Backward(i));
+        }
+        (stats, sgd.is_some())
+    }
+
+    /// The activation layer `i + 1` folds into layer i's output, if any.
+    fn folds_next(&self, i: usize) -> Option<Activation> {
+        match self.ops.get(i + 1) {
+            Some(&Op::Elementwise(act)) if self.folded[i + 1] => Some(act),
+            _ => None,
+        }
+    }
+
+    /// Layer `i`'s forward pass: nothing for a folded activation.
+    fn forward_layer(&mut self, i: usize, x: &InputBatch) {
+        let n = x.rows();
+        let backend = self.backend;
+        let next = self.folds_next(i);
+        let target = if next.is_some() { i + 1 } else { i };
+        let (before, after) = self.outputs.split_at_mut(i);
+        let inp = match i {
+            0 => None,
+            _ => Some(before[i - 1].slice(s![..n, ..])),
+        };
+        let dense_input = || inp.unwrap_or_else(|| x.dense());
+        let mut out = after[target - i].slice_mut(s![..n, ..]);
+        match self.ops[i] {
+            _ if self.folded[i] => {}
+            Op::Linear => {
+                let [weight, bias] = self.layers[i].params() else {
+                    unreachable!("a Linear layer has a weight and a bias")
+                };
+                let bias = bias.value.row(0).to_slice().expect("one row");
+                match (i, x.sparse()) {
+                    (0, Some(sparse)) => {
+                        // row = b + offset · colsum(W): the dense pixels' constant part.
+                        let w = weight.value.view();
+                        let rows = w.rows().into_iter().map(|r| r.to_slice().expect("rows"));
+                        kernels::column_sums(backend, bias, OFFSET, rows, &mut self.row);
+                        let product = SparseProduct::new(sparse.by_image, w, &self.row, &mut out);
+                        match next {
+                            Some(act) => product.run_then(backend, &Apply(act), &|_| {}),
+                            None => product.run_then(backend, &Plain, &|_| {}),
+                        }
+                    }
+                    _ => {
+                        let product =
+                            Dense::new(dense_input(), weight.value.view(), Some(bias), &mut out);
+                        match next {
+                            Some(act) => product.run(backend, &Apply(act)),
+                            None => product.run(backend, &Plain),
+                        }
+                    }
+                }
+            }
+            Op::Elementwise(act) => {
+                let inp = dense_input();
+                kernels::with_backend(backend, || {
+                    for (inp, mut out) in inp.rows().into_iter().zip(out.rows_mut()) {
+                        let out = out.as_slice_mut().expect("rows");
+                        out.copy_from_slice(inp.to_slice().expect("rows"));
+                        act.apply(out);
+                    }
+                });
+            }
+            Op::Opaque => self.layers[i].forward(dense_input(), out),
+        }
+    }
+
+    /// Layer `i`'s backward pass, then its parameters' update by `sgd` if given: nothing for a folded
+    /// activation.
+    fn backward_layer(&mut self, i: usize, x: &InputBatch, sgd: Option<&Sgd>) {
+        let n = x.rows();
+        let backend = self.backend;
+        if self.folded[i] {
+            return;
+        }
+        // The gradient this layer writes: its input's, or the folded activation's input's.
+        let folds_previous = match i.checked_sub(1).map(|p| (self.folded[p], self.ops[p])) {
+            Some((true, Op::Elementwise(act))) => Some(act),
+            _ => None,
+        };
+        let target = match (i, folds_previous) {
+            (0, _) => None,
+            (_, Some(_)) => Some(i - 2),
+            (_, None) => Some(i - 1),
+        };
+        let (douts_before, douts_after) = self.douts.split_at_mut(i);
+        let dout = douts_after[0].slice(s![..n, ..]);
+        let dinp = target.map(|t| douts_before[t].slice_mut(s![..n, ..]));
+        let inp = match i {
+            0 => None,
+            _ => Some(self.outputs[i - 1].slice(s![..n, ..])),
+        };
+        let out = self.outputs[i].slice(s![..n, ..]);
+        match self.ops[i] {
+            Op::Linear => {
+                let params = self.layers[i].params_mut();
+                let (weight, bias) = params.split_at_mut(1);
+                let (weight, bias) = (&mut weight[0], &mut bias[0]);
+                let db = bias.grad.as_slice_mut().expect("one row");
+                let rows = dout.rows().into_iter().map(|r| r.to_slice().expect("rows"));
+                kernels::add_rows(backend, rows, db);
+                if let Some(mut dinp) = dinp {
+                    // dinp = dout Wᵀ (⊙ f' of the folded activation), before W is updated.
+                    let mut wt = self.transposed[i].view_mut();
+                    kernels::transpose_into(weight.value.view(), wt.view_mut());
+                    let product = Dense::new(dout, self.transposed[i].view(), None, &mut dinp);
+                    match folds_previous {
+                        Some(act) => {
+                            let out = self.outputs[i - 1].slice(s![..n, ..]);
+                            product.run(backend, &Derivative { act, out })
+                        }
+                        None => product.run(backend, &Plain),
+                    }
+                }
+                let db = bias.grad.row(0).to_slice().expect("one row");
+                weight_gradient(backend, i, x, inp, dout, weight, &mut self.row, db, sgd);
+                if let Some(sgd) = sgd {
+                    sgd.step(backend, bias);
+                }
+            }
+            Op::Elementwise(act) => {
+                if let Some(mut dinp) = dinp {
+                    kernels::with_backend(backend, || {
+                        for ((o, g), mut d) in
+                            out.rows().into_iter().zip(dout.rows()).zip(dinp.rows_mut())
+                        {
+                            let d = d.as_slice_mut().expect("rows");
+                            d.copy_from_slice(g.to_slice().expect("rows"));
+                            act.through(o.to_slice().expect("rows"), d);
+                        }
+                    });
+                }
+            }
+            Op::Opaque => {
+                let inp = inp.unwrap_or_else(|| x.dense());
+                self.layers[i].backward(inp, out, dout, dinp);
+                if let Some(sgd) = sgd {
+                    for param in self.layers[i].params_mut() {
+                        sgd.step(backend, param);
+                    }
+                }
+            }
+        }
     }
 
     /// `(layer name, ‖dW‖₂)` for every layer with a weight (its first parameter), in spec order.
@@ -387,8 +434,9 @@ impl Network {
 
     /// Applies one SGD step to every parameter.
     pub fn update(&mut self, sgd: &Sgd) {
+        let backend = self.backend;
         for param in self.params_mut() {
-            sgd.step(param);
+            sgd.step(backend, param);
         }
     }
 
@@ -404,49 +452,112 @@ impl Network {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::NetSpec;
-    use rand::SeedableRng;
+/// The weight gradient of Linear layer `i`, `dW = xᵀ dout` (for a sparse first layer
+/// `Sᵀ dout + offset · 1 · dbᵀ`, with `db` already in the bias's `grad`), each part followed at once by
+/// `sgd`'s update of the same elements, on the thread that computed them.
+#[allow(clippy::too_many_arguments)]
+fn weight_gradient(
+    backend: Backend,
+    i: usize,
+    x: &InputBatch,
+    inp: Option<ArrayView2<f32>>,
+    dout: ArrayView2<f32>,
+    weight: &mut Param,
+    row: &mut [f32],
+    bias_grad: &[f32],
+    sgd: Option<&Sgd>,
+) {
+    let fused = FusedUpdate::new(weight);
+    let then = |part: &Part| {
+        if let Some(sgd) = sgd {
+            // SAFETY: the parts of one product are disjoint, and this part's gradient is final.
+            let (p, g, v) = unsafe { fused.part(part) };
+            sgd.update_rows(backend, p, g, v);
+        }
+    };
+    // SAFETY: the gradient is written only through this view while `fused` is in use, part by part,
+    // each part before its update reads it.
+    let mut grad = unsafe { fused.grad() };
+    match (i, x.sparse()) {
+        (0, Some(sparse)) => {
+            kernels::scale_into(backend, OFFSET, bias_grad, row);
+            SparseProduct::new(sparse.by_pixel, dout, row, &mut grad)
+                .run_then(backend, &Plain, &then);
+        }
+        _ => {
+            let inp = inp.unwrap_or_else(|| x.dense());
+            Dense::new(inp.t(), dout, None, &mut grad).run_then(backend, &Plain, &then);
+        }
+    }
+}
 
-    fn network(spec: &str) -> Network {
-        let spec: NetSpec = spec.parse().expect("a valid spec");
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        Network::new(spec.build(&mut rng), spec.input_width(), 4)
+/// A parameter's value, gradient and velocity by pointers, so that each thread of a product can
+/// update the part of the weight it has just computed the gradient of.
+struct FusedUpdate<'a> {
+    value: *mut f32,
+    grad: *mut f32,
+    velocity: *mut f32,
+    /// The row stride of all three (they are allocated alike, `Param::new`).
+    stride: usize,
+    dim: (usize, usize),
+    _param: std::marker::PhantomData<&'a mut Param>,
+}
+
+// SAFETY: shared between the threads of one product, which touch disjoint parts.
+unsafe impl Sync for FusedUpdate<'_> {}
+
+impl<'a> FusedUpdate<'a> {
+    fn new(param: &'a mut Param) -> Self {
+        let stride = param.value.strides()[0] as usize;
+        let alike =
+            |a: &Array2<f32>| a.dim() == param.value.dim() && a.strides() == param.value.strides();
+        assert!(
+            alike(&param.grad) && alike(&param.velocity) && param.value.strides()[1] == 1,
+            "a parameter's three arrays stored alike, by rows"
+        );
+        FusedUpdate {
+            dim: param.value.dim(),
+            value: param.value.as_mut_ptr(),
+            grad: param.grad.as_mut_ptr(),
+            velocity: param.velocity.as_mut_ptr(),
+            stride,
+            _param: std::marker::PhantomData,
+        }
     }
 
-    /// The light tail starts after the last layer too heavy for one thread: MLP1's whole rest, MLP2's
-    /// after its 500 x 256 layer, none of a one-layer network.
-    #[test]
-    fn the_light_tail_starts_after_the_heavy_layers() {
-        let mlp1 = "linear,fc1,784,256,0.01; relu,r1; linear,fc2,256,10,0.01";
-        let mlp2 = "linear,fc1,784,500,0.01; relu,r1; linear,fc2,500,256,0.01; relu,r2; \
-                    linear,fc3,256,10,0.01";
-        let affine = "linear,fc1,784,10,0.01";
-        assert_eq!(network(mlp1).light_tail(), 1);
-        assert_eq!(network(mlp2).light_tail(), 3);
-        assert_eq!(network(affine).light_tail(), 1);
+    /// The whole gradient.
+    ///
+    /// # Safety
+    /// No two live views may write the same element.
+    unsafe fn grad(&self) -> ArrayViewMut2<'a, f32> {
+        use ndarray::ShapeBuilder;
+        // SAFETY: the pointer and strides are the parameter's own.
+        unsafe { ArrayViewMut2::from_shape_ptr(self.dim.strides((self.stride, 1)), self.grad) }
     }
 
-    /// An activation is done by its neighbours when both are there and the one before does not read
-    /// its own output going backward: not as the last layer (the loss reads it), not after another
-    /// activation.
-    #[test]
-    fn activations_between_layers_are_done_by_their_neighbours() {
-        let by_neighbours = |spec: &str| network(spec).by_neighbours;
-        assert_eq!(
-            by_neighbours(
-                "linear,fc1,784,500,0.01; relu,r1; linear,fc2,500,256,0.01; relu,r2; \
-                 linear,fc3,256,10,0.01"
-            ),
-            [false, true, false, true, false]
-        );
-        assert_eq!(
-            by_neighbours(
-                "linear,fc1,784,64,0.01; sigmoid,s1; relu,r1; linear,fc2,64,10,0.01; sigmoid,s2"
-            ),
-            [false, true, false, false, false]
-        );
+    /// Value, gradient and velocity of `part`.
+    ///
+    /// # Safety
+    /// `part` lies inside the parameter, and no other thread touches it meanwhile.
+    unsafe fn part(
+        &self,
+        part: &Part,
+    ) -> (
+        ArrayViewMut2<'_, f32>,
+        ArrayView2<'_, f32>,
+        ArrayViewMut2<'_, f32>,
+    ) {
+        use ndarray::ShapeBuilder;
+        let (rows, cols) = (part.rows.len(), part.cols.len());
+        let offset = part.rows.start * self.stride + part.cols.start;
+        let shape = || (rows, cols).strides((self.stride, 1));
+        // SAFETY: as the function's.
+        unsafe {
+            (
+                ArrayViewMut2::from_shape_ptr(shape(), self.value.add(offset)),
+                ArrayView2::from_shape_ptr(shape(), self.grad.add(offset).cast_const()),
+                ArrayViewMut2::from_shape_ptr(shape(), self.velocity.add(offset)),
+            )
+        }
     }
 }

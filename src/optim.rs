@@ -11,11 +11,11 @@
 //! weight_decay)` with dampening 0 and no Nesterov (PyTorch's first step sets `v = g` instead of
 //! `0·v + g`, the same value).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use serde::Serialize;
 
-use crate::layers::Param;
-use crate::parallel::for_row_parts;
+use crate::kernels::{Backend, with_backend};
+use crate::param::Param;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Sgd {
@@ -25,116 +25,54 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    /// One update of `param` from its current gradient, in a single pass over value, gradient, velocity.
-    /// A large parameter's rows are split over the threads, in parts that a slower core takes fewer of
-    /// ([`crate::parallel::balanced_height`]; split by columns instead, like
-    /// a weight matrix's share in a column-split kernel, it measured 1.07x the time of
-    /// `mlp train --max-epoch 3`).
-    pub fn step(&self, param: &mut Param) {
-        let rows = param.value.nrows();
-        let height = if param.value.len() >= PARALLEL_FROM {
-            crate::parallel::balanced_height(rows, 1)
+    /// One update of `param` from its current gradient, in one pass over value, gradient and velocity;
+    /// a large parameter's rows are shared between the threads (each element's update is its own, so
+    /// the split changes nothing).
+    pub fn step(&self, backend: Backend, param: &mut Param) {
+        let Param {
+            value,
+            grad,
+            velocity,
+            ..
+        } = param;
+        let (rows, cols) = value.dim();
+        let height = if value.len() >= PARALLEL_FROM {
+            crate::kernels::part_size(rows, 1, rayon::current_num_threads())
         } else {
-            rows
+            rows.max(1)
         };
-        let parts = (
-            param.value.view_mut(),
-            param.grad.view(),
-            param.velocity.view_mut(),
-        );
-        for_row_parts(parts, height, &|_, (p, g, v)| self.update_rows(p, g, v));
+        use rayon::prelude::*;
+        let parts = value
+            .axis_chunks_iter_mut(Axis(0), height)
+            .into_par_iter()
+            .zip(grad.axis_chunks_iter(Axis(0), height))
+            .zip(velocity.axis_chunks_iter_mut(Axis(0), height));
+        if cols == 0 {
+            return;
+        }
+        parts.for_each(|((p, g), v)| self.update_rows(backend, p, g, v));
     }
 
-    /// One pass over a block of rows, on this thread: as one slice when contiguous, else row by row (a
-    /// weight's rows are padded apart, see `Param::new`).
-    pub fn update_rows(&self, p: ArrayViewMut2<f32>, g: ArrayView2<f32>, v: ArrayViewMut2<f32>) {
-        self.update_rows_summing(p, g, v, None)
-    }
-
-    /// [`Sgd::update_rows`] that, given `(scale, sums)`, also adds `scale ·` every updated row of `p`
-    /// into `sums` (one float per column), row after row: the first layer's column sums for its next
-    /// forward pass, made while each row is in registers instead of read again from memory (see
-    /// `sparse::gather_rows_update`). Each sum is `sums[j] += scale * p[j]`, a multiply then an add, as
-    /// `Linear` adds up a weight's rows.
-    pub fn update_rows_summing(
+    /// The update of a block of rows, on this thread, row after row (a weight's rows are padded apart).
+    pub fn update_rows(
         &self,
+        backend: Backend,
         mut p: ArrayViewMut2<f32>,
         g: ArrayView2<f32>,
         mut v: ArrayViewMut2<f32>,
-        mut sums: Option<(f32, &mut [f32])>,
     ) {
-        if let Some((_, sums)) = &sums {
-            assert_eq!(sums.len(), p.ncols(), "one sum per column");
-        } else if let (Some(p), Some(g), Some(v)) =
-            (p.as_slice_mut(), g.as_slice(), v.as_slice_mut())
-        {
-            return self.update_slices(p, g, v, None);
-        }
-        for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
-            let sums = sums.as_mut().map(|(scale, sums)| (*scale, &mut **sums));
-            match (p.as_slice_mut(), g.as_slice(), v.as_slice_mut()) {
-                (Some(p), Some(g), Some(v)) => self.update_slices(p, g, v, sums),
-                _ => {
-                    Zip::from(&mut p)
-                        .and(g)
-                        .and(v)
-                        .for_each(|p, &g, v| self.update(p, g, v));
-                    if let Some((scale, sums)) = sums {
-                        ndarray::ArrayViewMut1::from(sums).scaled_add(scale, &p);
-                    }
+        with_backend(backend, || {
+            for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
+                let (p, g, v) = (
+                    p.as_slice_mut().expect("rows by contiguous floats"),
+                    g.to_slice().expect("rows by contiguous floats"),
+                    v.as_slice_mut().expect("rows by contiguous floats"),
+                );
+                for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+                    self.update(p, g, v);
                 }
             }
-        }
-    }
-
-    /// The update of one stretch of parameters (and the sums of [`Sgd::update_rows_summing`]), in a
-    /// loop the compiler vectorises: for AVX-512 where the CPU has it (the default x86-64 target stops
-    /// at SSE2, four floats at a time; measured, the update took 16% of an MLP1 epoch that way).
-    fn update_slices(
-        &self,
-        p: &mut [f32],
-        g: &[f32],
-        v: &mut [f32],
-        sums: Option<(f32, &mut [f32])>,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { self.update_slices_avx512(p, g, v, sums) };
-        }
-        self.update_slices_portable(p, g, v, sums)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn update_slices_avx512(
-        &self,
-        p: &mut [f32],
-        g: &[f32],
-        v: &mut [f32],
-        sums: Option<(f32, &mut [f32])>,
-    ) {
-        self.update_slices_portable(p, g, v, sums)
-    }
-
-    #[inline(always)]
-    fn update_slices_portable(
-        &self,
-        p: &mut [f32],
-        g: &[f32],
-        v: &mut [f32],
-        sums: Option<(f32, &mut [f32])>,
-    ) {
-        let Some((scale, sums)) = sums else {
-            for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
-                self.update(p, g, v);
-            }
-            return;
-        };
-        for (((p, &g), v), s) in p.iter_mut().zip(g).zip(v).zip(sums) {
-            self.update(p, g, v);
-            *s += scale * *p;
-        }
+        })
     }
 
     #[inline(always)]
@@ -150,6 +88,7 @@ const PARALLEL_FROM: usize = 1 << 15;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Backend;
     use ndarray::array;
 
     /// Two steps worked by hand, with lr 0.1, momentum 0.9, weight decay 0.01:
@@ -172,11 +111,11 @@ mod tests {
         };
         let mut p = Param::new("w".into(), array![[1.0, -2.0]]);
         p.grad = array![[0.5, 0.5]];
-        sgd.step(&mut p);
+        sgd.step(Backend::Portable, &mut p);
         assert_close(&p.velocity, &[0.51, 0.48]);
         assert_close(&p.value, &[0.949, -2.048]);
         p.grad = array![[-1.0, 0.0]];
-        sgd.step(&mut p);
+        sgd.step(Backend::Portable, &mut p);
         assert_close(&p.velocity, &[-0.53151, 0.41152]);
         assert_close(&p.value, &[1.002151, -2.089152]);
     }
@@ -189,7 +128,7 @@ mod tests {
             weight_decay: 0.2,
         };
         let mut p = Param::new("b".into(), array![[10.0]]);
-        sgd.step(&mut p);
+        sgd.step(Backend::Portable, &mut p);
         assert_close(&p.value, &[9.0]);
     }
 
@@ -211,8 +150,8 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        pool.install(|| sgd.step(&mut p));
-        sgd.step(&mut p);
+        pool.install(|| sgd.step(Backend::best(), &mut p));
+        sgd.step(Backend::Portable, &mut p);
         for ((&got, &x), &g) in p.value.iter().zip(&value).zip(&grad) {
             let v1 = g + 0.01 * x;
             let x1 = x - 0.1 * v1;

@@ -244,6 +244,7 @@ fn write_config(cfg: &TrainConfig, status: Status) -> Result<()> {
         grad_norms: s.grad_norm_every.is_some(),
         checkpoint_every: cfg.checkpoint_every,
         threads: cfg.threads,
+        kernels: Some(crate::kernels::current()),
         input_path: s.input_path,
         data: fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
         out: cfg.out_dir.clone(),

@@ -3,21 +3,19 @@
 //! ```text
 //! spec    = segment { (";" | newline) segment }      empty segments are skipped
 //! segment = "linear," NAME "," IN "," OUT "," STD    weights ~ N(0, STD^2), biases 0
-//!         | "relu," NAME
-//!         | "sigmoid," NAME
+//!         | "relu," NAME | "sigmoid," NAME | "tanh," NAME
+//!         | "leaky_relu," NAME [ "," SLOPE ]            SLOPE >= 0, 0.01 when not given
 //! ```
 //! Whitespace around fields is ignored and kinds are case-insensitive, so every string of Appendix A parses
 //! as printed there. A spec is parsed into plain data ([`NetSpec`]), checked whole (names unique, the
 //! dimensions chain, numbers finite), checked against the data ([`NetSpec::check_data`]), and only then
-//! turned into layers ([`NetSpec::build`]). `Display` prints the canonical form, which parses back to the
+//! turned into layers (`layers::build`). `Display` prints the canonical form, which parses back to the
 //! same spec.
 
 use std::fmt;
 use std::str::FromStr;
 
-use rand::Rng;
-
-use crate::layers::{Layer, Linear, Relu, Sigmoid};
+use crate::activation::Activation;
 
 /// Largest width of one layer; far beyond any MLP on IDX images, small enough to catch a typo.
 pub const MAX_WIDTH: usize = 1 << 24;
@@ -33,20 +31,14 @@ pub enum LayerSpec {
         out: usize,
         std: f64,
     },
-    Relu {
-        name: String,
-    },
-    Sigmoid {
-        name: String,
-    },
+    /// An element-wise activation.
+    Activation { name: String, act: Activation },
 }
 
 impl LayerSpec {
     pub fn name(&self) -> &str {
         match self {
-            LayerSpec::Linear { name, .. }
-            | LayerSpec::Relu { name }
-            | LayerSpec::Sigmoid { name } => name,
+            LayerSpec::Linear { name, .. } | LayerSpec::Activation { name, .. } => name,
         }
     }
 }
@@ -60,8 +52,7 @@ impl fmt::Display for LayerSpec {
                 out,
                 std,
             } => write!(f, "linear,{name},{inp},{out},{std}"),
-            LayerSpec::Relu { name } => write!(f, "relu,{name}"),
-            LayerSpec::Sigmoid { name } => write!(f, "sigmoid,{name}"),
+            LayerSpec::Activation { name, act } => f.write_str(&act.segment(name)),
         }
     }
 }
@@ -169,7 +160,7 @@ fn parse_segment(segment: &str) -> Result<LayerSpec, String> {
         }
     };
     let name = || -> Result<String, String> {
-        match fields[1] {
+        match fields.get(1).copied().unwrap_or("") {
             "" => Err("the layer name is empty".into()),
             name => Ok(name.to_string()),
         }
@@ -184,21 +175,22 @@ fn parse_segment(segment: &str) -> Result<LayerSpec, String> {
                 std: parse_std(fields[4])?,
             })
         }
-        "relu" => {
-            expect_fields(2, "relu,NAME")?;
-            Ok(LayerSpec::Relu { name: name()? })
-        }
-        "sigmoid" => {
-            expect_fields(2, "sigmoid,NAME")?;
-            Ok(LayerSpec::Sigmoid { name: name()? })
-        }
-        "" => Err("the layer kind is empty (expected linear, relu or sigmoid)".into()),
-        _ => Err(format!(
-            "unknown layer kind \"{}\" (expected linear, relu or sigmoid)",
-            fields[0]
-        )),
+        "" => Err(format!("the layer kind is empty (expected {KINDS})")),
+        other => match Activation::parse(other, fields.get(2..).unwrap_or(&[]), fields.len()) {
+            Some(act) => {
+                let act = act?;
+                Ok(LayerSpec::Activation { name: name()?, act })
+            }
+            None => Err(format!(
+                "unknown layer kind \"{:.40}\" (expected {KINDS})",
+                fields[0]
+            )),
+        },
     }
 }
+
+/// The layer kinds, for messages.
+const KINDS: &str = "linear, relu, sigmoid, tanh or leaky_relu";
 
 fn parse_width(what: &str, field: &str) -> Result<usize, String> {
     let width: usize = field
@@ -220,7 +212,11 @@ fn parse_std(field: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("std \"{field}\" is not a number"))?;
     if !(std.is_finite() && std > 0.0) {
-        return Err(format!("std must be a finite number > 0, got {field}"));
+        return Err(format!("std must be a finite number > 0, got {field:.40}"));
+    }
+    // Weights are f32: a std they cannot hold would draw infinities.
+    if std > 1e30 {
+        return Err(format!("std {field:.40} is too large (at most 1e30)"));
     }
     Ok(std)
 }
@@ -292,25 +288,6 @@ impl NetSpec {
         Ok(())
     }
 
-    /// Builds the layers, drawing every Linear's weights from `rng` in spec order.
-    pub fn build(&self, rng: &mut impl Rng) -> Vec<Box<dyn Layer>> {
-        self.layers
-            .iter()
-            .map(|spec| -> Box<dyn Layer> {
-                match spec {
-                    LayerSpec::Linear {
-                        name,
-                        inp,
-                        out,
-                        std,
-                    } => Box::new(Linear::new(name, *inp, *out, *std as f32, rng)),
-                    LayerSpec::Relu { name } => Box::new(Relu::new(name)),
-                    LayerSpec::Sigmoid { name } => Box::new(Sigmoid::new(name)),
-                }
-            })
-            .collect()
-    }
-
     /// A run name in the style of the report's Table 3: `AffNet` or `MLP<hidden layers>`, then the hidden
     /// activation (once when all hidden layers share it, else one per hidden layer, `Identity` for none),
     /// then the output activation if any, then the loss: `MLP1_ReLU_CE`, `MLP2_ReLU_CE`,
@@ -324,8 +301,7 @@ impl NetSpec {
                     blocks.push(String::new());
                     continue;
                 }
-                LayerSpec::Relu { .. } => "ReLU",
-                LayerSpec::Sigmoid { .. } => "Sigmoid",
+                LayerSpec::Activation { act, .. } => act.label(),
             };
             if let Some(block) = blocks.last_mut() {
                 if !block.is_empty() {

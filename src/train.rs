@@ -143,7 +143,7 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let width = data.input_width();
     let capacity = settings.batch_size.max(EVAL_BATCH.min(data.test.len()));
-    let mut network = Network::new(spec.build(&mut rng), width, capacity);
+    let mut network = Network::from_spec(spec, &mut rng, capacity);
 
     let train = &data.train;
     let iters_per_epoch = train.len().div_ceil(settings.batch_size);
@@ -196,10 +196,6 @@ pub fn train(
             let plan = UpdatePlan {
                 sgd: settings.sgd,
                 allow_nan: settings.allow_nan,
-                // The norms are read after the step.
-                keep_gradients: settings
-                    .grad_norm_every
-                    .is_some_and(|every| step.is_multiple_of(every)),
             };
             let (stats, updated) =
                 network.train_step(&batch, settings.loss, &plan, build_next, &mut ());

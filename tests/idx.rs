@@ -155,20 +155,27 @@ fn dataset_takes_width_and_classes_from_the_files() {
     assert_eq!(batch.dense()[[0, 0]], (222.0 - 128.0) / 255.0);
     assert_eq!(batch.dense()[[1, 0]], -128.0 / 255.0);
     assert_eq!(batch.labels(), &[1, 0]);
-    // The sparse form holds the nonzero pixels times 1/255, by squares of pixels of the 2 x 3 images:
-    // pixels 0, 1, 3 and 4 first. Image 0's first pixel is 0.
+    // The sparse form holds the nonzero pixels times 1/255, by image and by pixel. Image 0's first
+    // pixel is 0; pixel 1 is 3 in image 1 (batch row 0) and 37 in image 0 (batch row 1).
     let mut sparse = InputBatch::new(3, 6, InputPath::Sparse);
     sparse.fill(&data.train, &[1, 0]);
-    let squares = sparse.sparse().unwrap().squares;
-    assert_eq!(squares.pixels, [[0, 1, 3, 4], [2, u32::MAX, 5, u32::MAX]]);
-    let groups = &squares.groups;
-    assert_eq!((groups.nrows(), groups.ncols(), groups.nnz()), (8, 2, 11));
+    let input = sparse.sparse().unwrap();
+    let (by_image, by_pixel) = (input.by_image, input.by_pixel);
     assert_eq!(
-        groups.row(0).collect::<Vec<_>>(),
+        (by_image.nrows(), by_image.ncols(), by_image.nnz()),
+        (2, 6, 11)
+    );
+    assert_eq!(
+        (by_pixel.nrows(), by_pixel.ncols(), by_pixel.nnz()),
+        (6, 2, 11)
+    );
+    assert_eq!(
+        by_pixel.row(0).collect::<Vec<_>>(),
         [(0, 222.0 * (1.0 / 255.0))]
     );
     let pixel_1 = [(0, 3.0 * (1.0 / 255.0)), (1, 37.0 * (1.0 / 255.0))];
-    assert_eq!(groups.row(1).collect::<Vec<_>>(), pixel_1);
+    assert_eq!(by_pixel.row(1).collect::<Vec<_>>(), pixel_1);
+    assert_eq!(by_image.row(1).next(), Some((1, 37.0 * (1.0 / 255.0))));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The layer-spec grammar against the report's Appendix A and against malformed specs.
 
+use mlp::activation::Activation;
 use mlp::spec::{LayerSpec, NetSpec};
 
 /// Every spec of Appendix A as printed there, two-line ones joined by the line break of the report.
@@ -90,21 +91,30 @@ fn appendix_a_fields_are_read_exactly() {
                 out: 500,
                 std: 1.0
             },
-            LayerSpec::Sigmoid { name: "sg1".into() },
+            LayerSpec::Activation {
+                name: "sg1".into(),
+                act: Activation::Sigmoid
+            },
             LayerSpec::Linear {
                 name: "fc2".into(),
                 inp: 500,
                 out: 256,
                 std: 0.1
             },
-            LayerSpec::Sigmoid { name: "sg2".into() },
+            LayerSpec::Activation {
+                name: "sg2".into(),
+                act: Activation::Sigmoid
+            },
             LayerSpec::Linear {
                 name: "fc3".into(),
                 inp: 256,
                 out: 10,
                 std: 0.01
             },
-            LayerSpec::Sigmoid { name: "sg3".into() },
+            LayerSpec::Activation {
+                name: "sg3".into(),
+                act: Activation::Sigmoid
+            },
         ]
     );
 }
@@ -130,8 +140,24 @@ fn malformed_specs_name_the_layer_and_the_problem() {
             "layer 3 \"linear,fc2,265,10,0.01\": input 265 does not match the previous output 256",
         ),
         (
-            "tanh,t1; linear,fc,784,10,0.01",
-            "layer 1 \"tanh,t1\": unknown layer kind \"tanh\" (expected linear, relu or sigmoid)",
+            "softmax,s1; linear,fc,784,10,0.01",
+            "layer 1 \"softmax,s1\": unknown layer kind \"softmax\" (expected linear, relu, sigmoid, tanh or leaky_relu)",
+        ),
+        (
+            "linear,fc,784,10,0.01; leaky_relu,l,-0.5",
+            "layer 2 \"leaky_relu,l,-0.5\": slope must be a finite number >= 0, got -0.5",
+        ),
+        (
+            "linear,fc,784,10,0.01; leaky_relu,l,0.1,2",
+            "layer 2 \"leaky_relu,l,0.1,2\": leaky_relu takes 2 or 3 fields (leaky_relu,NAME[,SLOPE]), got 4",
+        ),
+        (
+            "linear,fc,784,10,0.01; tanh,t,1",
+            "layer 2 \"tanh,t,1\": tanh takes 2 fields (tanh,NAME), got 3",
+        ),
+        (
+            "linear,fc,16,4,1e39",
+            "layer 1 \"linear,fc,16,4,1e39\": std 1e39 is too large (at most 1e30)",
         ),
         (
             "linear,fc,784,10",
@@ -231,4 +257,36 @@ fn data_checks_name_the_offending_layer() {
         spec.check_data(784, 10).unwrap_err().to_string(),
         "layer 3 \"linear,fc2,256,12,0.01\": output 12 does not match the 10 classes in the data"
     );
+}
+
+/// The activations added after the report parse, print back in canonical form, and name runs.
+#[test]
+fn tanh_and_leaky_relu_parse_and_round_trip() {
+    let spec: NetSpec = "linear,a,784,64,0.01; TANH,t; linear,b,64,32,0.01; leaky_relu,l; \
+                         linear,c,32,10,0.01; leaky_relu,m,0.2"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        spec.layers()[1],
+        LayerSpec::Activation {
+            name: "t".into(),
+            act: Activation::Tanh
+        }
+    );
+    assert_eq!(
+        spec.layers()[3],
+        LayerSpec::Activation {
+            name: "l".into(),
+            act: Activation::LeakyRelu(0.01)
+        }
+    );
+    assert_eq!(
+        spec.layers()[5],
+        LayerSpec::Activation {
+            name: "m".into(),
+            act: Activation::LeakyRelu(0.2)
+        }
+    );
+    assert_eq!(spec.to_string().parse::<NetSpec>().unwrap(), spec);
+    assert_eq!(spec.derived_name("CE"), "MLP2_Tanh_LeakyReLU_LeakyReLU_CE");
 }

@@ -152,7 +152,7 @@ fn network_gradients_match_finite_differences() {
     for (loss, text) in specs {
         let spec: NetSpec = text.parse().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let mut net = Network::new(spec.build(&mut rng), 5, 6);
+        let mut net = Network::from_spec(&spec, &mut rng, 6);
         let batch = InputBatch::from_dense(x.clone(), labels.to_vec());
         net.compute_gradients(&batch, loss);
         let analytic: Vec<Param> = net.params().cloned().collect();
@@ -230,10 +230,10 @@ fn sparse_and_dense_input_paths_agree() {
     assert!((dense_outcome.test_acc - sparse_outcome.test_acc).abs() <= 0.002);
 }
 
-/// `Network::train_step` updates the first layer from its gradient while that is in cache: the same
-/// parameters and velocities, to the bit, as computing every gradient and then updating, on one thread
-/// and on two (rayon's, the helper), for a batch count that ends on an odd row; a step that keeps its gradients leaves them
-/// all readable; a non-finite loss updates nothing unless NaNs are allowed.
+/// `Network::train_step` updates each weight from its gradient part by part, while the part is in
+/// cache: the same parameters, velocities and gradients, to the bit, as computing every gradient and
+/// then updating, on every thread count, for a batch that ends on an odd row; a non-finite loss
+/// updates nothing unless NaNs are allowed.
 #[test]
 fn the_fused_update_equals_gradients_then_update() {
     use mlp::batch::InputPath;
@@ -251,20 +251,19 @@ fn the_fused_update_equals_gradients_then_update() {
     };
     let new_net = || {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        Network::new(spec.build(&mut rng), 784, 101)
+        Network::from_spec(&spec, &mut rng, 101)
     };
     let order: Vec<u32> = (0..1000u32).map(|i| i * 7 % 1000).collect();
-    // Five steps; the last keeps its gradients, which are returned.
+    // Five steps; the last one's gradients are returned.
     let run = |fused: bool| {
         let mut net = new_net();
         let mut batch = InputBatch::new(101, 784, InputPath::Sparse);
-        for (step, indices) in order.chunks(101).take(5).enumerate() {
+        for indices in order.chunks(101).take(5) {
             batch.fill(&data.train, indices);
             if fused {
                 let plan = UpdatePlan {
                     sgd,
                     allow_nan: false,
-                    keep_gradients: step == 4,
                 };
                 let (_, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
                 assert!(updated);
@@ -291,11 +290,7 @@ fn the_fused_update_equals_gradients_then_update() {
         let mut net = new_net();
         net.params_mut().nth(2).unwrap().value[[3, 0]] = f32::NAN;
         let before: Vec<Array2<f32>> = net.params().map(|p| p.value.clone()).collect();
-        let plan = UpdatePlan {
-            sgd,
-            allow_nan,
-            keep_gradients: false,
-        };
+        let plan = UpdatePlan { sgd, allow_nan };
         let (stats, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
         assert!(stats.loss_sum.is_nan());
         assert_eq!(updated, allow_nan);
@@ -308,7 +303,8 @@ fn the_fused_update_equals_gradients_then_update() {
     }
 }
 
-/// A layer that hides what it is from the network, so that no activation is done by its neighbours.
+/// A layer that hides what it is from the network, so that the plan runs its own passes and fuses
+/// nothing.
 struct Opaque(Box<dyn mlp::layers::Layer>);
 
 impl mlp::layers::Layer for Opaque {
@@ -330,29 +326,6 @@ impl mlp::layers::Layer for Opaque {
     ) {
         self.0.backward(inp, out, dout, dinp)
     }
-    fn reads_sparse_input(&self) -> bool {
-        self.0.reads_sparse_input()
-    }
-    fn forward_input(&mut self, x: &InputBatch, out: ndarray::ArrayViewMut2<f32>) {
-        self.0.forward_input(x, out)
-    }
-    fn backward_input(
-        &mut self,
-        x: &InputBatch,
-        out: ndarray::ArrayView2<f32>,
-        dout: ndarray::ArrayView2<f32>,
-    ) {
-        self.0.backward_input(x, out, dout)
-    }
-    fn backward_input_and_update(
-        &mut self,
-        x: &InputBatch,
-        out: ndarray::ArrayView2<f32>,
-        dout: ndarray::ArrayView2<f32>,
-        sgd: &Sgd,
-    ) {
-        self.0.backward_input_and_update(x, out, dout, sgd)
-    }
     fn params(&self) -> &[Param] {
         self.0.params()
     }
@@ -361,12 +334,14 @@ impl mlp::layers::Layer for Opaque {
     }
 }
 
-/// The activations done by the layers beside them (applied as the layer before finishes its output, the
-/// derivative folded into the input gradient of the layer after) give the same losses, parameters and
-/// velocities, to the bit, as the activations' own passes: ReLU and sigmoid, sparse and dense batches,
-/// on one thread and two, with layers large enough to be split between the threads.
+/// The plan's folded activations (applied as the layer before finishes each block of its output, the
+/// derivative multiplied into each block of the input gradient of the layer after) and fused updates
+/// give the same losses, parameters and velocities, to the bit, as every layer's own plain passes:
+/// ReLU, sigmoid, tanh and leaky ReLU, on every thread count, with layers large enough to be split
+/// between the threads. (The plain layers read dense batches; the sparse path sums `S W` and the
+/// offset's column sums apart, and is checked against the dense one to rounding above.)
 #[test]
-fn activations_done_by_their_neighbours_change_nothing() {
+fn folded_activations_and_fused_updates_change_nothing() {
     use mlp::batch::InputPath;
     use mlp::network::UpdatePlan;
     let dir = tempfile::tempdir().unwrap();
@@ -381,24 +356,25 @@ fn activations_done_by_their_neighbours_change_nothing() {
     let specs = [
         "linear,fc1,784,500,0.01; relu,r1; linear,fc2,500,256,0.01; relu,r2; linear,fc3,256,10,0.01",
         "linear,fc1,784,300,0.05; sigmoid,s1; linear,fc2,300,10,0.05; sigmoid,s2",
+        "linear,fc1,784,200,0.05; tanh,t1; linear,fc2,200,64,0.05; leaky_relu,l1,0.1; linear,fc3,64,10,0.05",
     ];
     for spec in specs {
         let spec: NetSpec = spec.parse().unwrap();
-        let run = |opaque: bool, path: InputPath| {
+        let run = |opaque: bool| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-            let mut layers = spec.build(&mut rng);
-            if opaque {
-                layers = layers
+            let mut net = if opaque {
+                let layers = mlp::layers::build(&spec, &mut rng)
                     .into_iter()
                     .map(|l| Box::new(Opaque(l)) as Box<dyn mlp::layers::Layer>)
                     .collect();
-            }
-            let mut net = Network::new(layers, 784, 101);
-            let mut batch = InputBatch::new(101, 784, path);
+                Network::new(layers, 784, 101)
+            } else {
+                Network::from_spec(&spec, &mut rng, 101)
+            };
+            let mut batch = InputBatch::new(101, 784, InputPath::Dense);
             let plan = UpdatePlan {
                 sgd,
                 allow_nan: false,
-                keep_gradients: false,
             };
             let mut losses = Vec::new();
             for indices in order.chunks(101).take(4) {
@@ -412,14 +388,12 @@ fn activations_done_by_their_neighbours_change_nothing() {
                 .collect();
             (losses, params)
         };
-        for path in [InputPath::Sparse, InputPath::Dense] {
-            let runs = common::on_every_thread_count(|| (run(true, path), run(false, path)));
-            for (threads, (plain, fused)) in runs {
-                let case = format!("{spec}, {path:?}, {threads}");
-                assert_eq!(plain.0, fused.0, "{case}: losses");
-                for (i, (a, b)) in plain.1.iter().zip(&fused.1).enumerate() {
-                    assert!(a.0 == b.0 && a.1 == b.1, "{case}: parameter {i}");
-                }
+        let runs = common::on_every_thread_count(|| (run(true), run(false)));
+        for (threads, (plain, fused)) in runs {
+            let case = format!("{spec}, {threads}");
+            assert_eq!(plain.0, fused.0, "{case}: losses");
+            for (i, (a, b)) in plain.1.iter().zip(&fused.1).enumerate() {
+                assert!(a.0 == b.0 && a.1 == b.1, "{case}: parameter {i}");
             }
         }
     }

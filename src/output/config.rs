@@ -32,8 +32,10 @@ pub struct RunConfig {
     pub allow_nan: bool,
     pub grad_norms: bool,
     pub checkpoint_every: usize,
-    /// Speed only: the numbers do not depend on these two.
+    /// Speed only: the numbers do not depend on these three.
     pub threads: usize,
+    #[serde(default)]
+    pub kernels: Option<crate::kernels::Backend>,
     pub input_path: InputPath,
     pub data: PathBuf,
     pub out: PathBuf,

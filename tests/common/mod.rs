@@ -110,8 +110,7 @@ pub fn write_mnist_subset(dir: &Path, n: usize) {
     }
 }
 
-/// `work` run the ways the kernels share it: on one thread, on rayon's two, and on two with the
-/// spinning helper ([`mlp::parallel::with_helper`], as `mlp train` runs), each result named.
+/// `work` run on one, two, three and eight threads, each result named.
 pub fn on_every_thread_count<R: Send>(work: impl Fn() -> R + Sync) -> Vec<(&'static str, R)> {
     let pool = |threads| {
         rayon::ThreadPoolBuilder::new()
@@ -121,10 +120,8 @@ pub fn on_every_thread_count<R: Send>(work: impl Fn() -> R + Sync) -> Vec<(&'sta
     };
     vec![
         ("one thread", pool(1).install(&work)),
-        ("rayon's two threads", pool(2).install(&work)),
-        (
-            "two threads with the helper",
-            mlp::parallel::with_helper(&work),
-        ),
+        ("two threads", pool(2).install(&work)),
+        ("three threads", pool(3).install(&work)),
+        ("eight threads", pool(8).install(&work)),
     ]
 }

@@ -1,0 +1,313 @@
+//! Dense products `c = init + a · b`, with an epilogue on each finished block of `c`.
+//!
+//! `a` is `m x k` with any strides (a transposed view included), `b` is `k x n` and `c` is `m x n`,
+//! both with unit column stride. Each element `c[i, j]` starts from `init[j]` (or 0) and takes one
+//! fused multiply-add per `kk` in `0..k`, in order; a block of `R` rows by `B` columns of `c` is kept
+//! in registers while it is summed. `R` and `B` depend on the backend's registers, the sums do not.
+
+use std::marker::PhantomData;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::{Backend, Epilogue, Part, for_parts, instantiate};
+
+/// One product, by pointers and strides, checked against its views when made.
+#[derive(Clone, Copy)]
+pub struct Dense<'a> {
+    a: *const f32,
+    a_row: isize,
+    a_col: isize,
+    b: *const f32,
+    b_row: usize,
+    /// `n` floats, or null for zeros.
+    init: *const f32,
+    c: *mut f32,
+    c_row: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    _views: PhantomData<&'a mut f32>,
+}
+
+// SAFETY: a `Dense` is only read by the threads of `run`, which write disjoint parts of `c`; the views
+// it was made from are borrowed for its lifetime.
+unsafe impl Send for Dense<'_> {}
+unsafe impl Sync for Dense<'_> {}
+
+/// Whether a matrix can be read by rows of contiguous floats.
+fn unit_columns(len: usize, cols: usize, strides: &[isize]) -> bool {
+    len == 0 || ((cols <= 1 || strides[1] == 1) && strides[0] >= 0)
+}
+
+impl<'a> Dense<'a> {
+    /// The product `c = init + a · b`. Panics unless the shapes agree and `b` and `c` have unit column
+    /// strides.
+    pub fn new(
+        a: ArrayView2<'a, f32>,
+        b: ArrayView2<'a, f32>,
+        init: Option<&'a [f32]>,
+        c: &'a mut ArrayViewMut2<'_, f32>,
+    ) -> Dense<'a> {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        assert_eq!(b.nrows(), k, "inner dimensions");
+        assert_eq!(c.dim(), (m, n), "output shape");
+        assert!(init.is_none_or(|i| i.len() == n), "init width");
+        assert!(unit_columns(b.len(), n, b.strides()), "b by rows");
+        assert!(unit_columns(c.len(), n, c.strides()), "c by rows");
+        Dense {
+            a: a.as_ptr(),
+            a_row: a.strides()[0],
+            a_col: a.strides()[1],
+            b: b.as_ptr(),
+            b_row: b.strides()[0] as usize,
+            init: init.map_or(std::ptr::null(), |i| i.as_ptr()),
+            c: c.as_mut_ptr(),
+            c_row: c.strides()[0] as usize,
+            m,
+            k,
+            n,
+            _views: PhantomData,
+        }
+    }
+
+    /// Computes the product, shared between rayon's threads, `epi` applied to every block.
+    pub fn run<E: Epilogue>(&self, backend: Backend, epi: &E) {
+        self.run_then(backend, epi, &|_| {});
+    }
+
+    /// [`Dense::run`], with `then` called on each part's rows and columns once they are done, on the
+    /// thread that did them (the weight update fused into its gradient).
+    pub fn run_then<E: Epilogue>(&self, backend: Backend, epi: &E, then: &(impl Fn(&Part) + Sync)) {
+        if self.m == 0 || self.n == 0 {
+            return;
+        }
+        for_parts(self.m, self.n, self.m * self.k * self.n, 8, &|part| {
+            dense_part(backend, self, part, epi);
+            then(part);
+        });
+    }
+}
+
+instantiate! {
+    /// One part of a [`Dense`] product, on this thread.
+    fn dense_part(Dense<'_>) => body [4, 16] [4, 16] [4, 64]
+}
+
+/// # Safety
+/// `d` describes live matrices and `part` lies inside `c`; the CPU has the caller's target features.
+#[inline(always)]
+unsafe fn body<const R: usize, const B: usize, E: Epilogue>(d: &Dense, part: &Part, epi: &E) {
+    let mut j0 = part.cols.start;
+    // Whole blocks of B columns, then narrower blocks for the rest, down to one column: every load is
+    // a whole block.
+    while j0 < part.cols.end {
+        let left = part.cols.end - j0;
+        // SAFETY: columns j0..j0 + width of the part's rows, inside `c`.
+        let width = unsafe {
+            match left {
+                _ if left >= B => columns::<R, B, E>(d, part, j0, epi),
+                32.. if B > 32 => columns::<R, 32, E>(d, part, j0, epi),
+                16.. if B > 16 => columns::<R, 16, E>(d, part, j0, epi),
+                8..=15 => columns::<8, 8, E>(d, part, j0, epi),
+                4..=7 => columns::<8, 4, E>(d, part, j0, epi),
+                2 | 3 => columns::<8, 2, E>(d, part, j0, epi),
+                _ => columns::<8, 1, E>(d, part, j0, epi),
+            }
+        };
+        j0 += width;
+    }
+}
+
+/// Columns `j0..j0 + W` of every row of the part, `R` rows at a time; returns `W`.
+///
+/// # Safety
+/// As [`body`].
+#[inline(always)]
+unsafe fn columns<const R: usize, const W: usize, E: Epilogue>(
+    d: &Dense,
+    part: &Part,
+    j0: usize,
+    epi: &E,
+) -> usize {
+    let mut i0 = part.rows.start;
+    // SAFETY: rows i0.. of the part, inside `c`.
+    unsafe {
+        while i0 + R <= part.rows.end {
+            block::<R, W, E>(d, i0, j0, W, epi);
+            i0 += R;
+        }
+        while i0 < part.rows.end {
+            block::<1, W, E>(d, i0, j0, W, epi);
+            i0 += 1;
+        }
+    }
+    W
+}
+
+/// Rows `i0..i0 + R`, columns `j0..j0 + width` (`width <= B`) of `c`, summed in registers.
+///
+/// # Safety
+/// As [`body`]; the rows and columns lie inside `c`.
+#[inline(always)]
+unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
+    d: &Dense,
+    i0: usize,
+    j0: usize,
+    width: usize,
+    epi: &E,
+) {
+    // SAFETY (all below): rows i0..i0 + R < m of `a` and `c`, rows < k of `b`, columns j0..j0 + width.
+    unsafe {
+        let mut acc = [[0.0f32; B]; R];
+        if !d.init.is_null() {
+            let init = load::<B>(d.init.add(j0), width);
+            acc = [init; R];
+        }
+        for kk in 0..d.k {
+            let b = load::<B>(d.b.add(kk * d.b_row + j0), width);
+            let a_col = d.a.offset(kk as isize * d.a_col);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = *a_col.offset((i0 + r) as isize * d.a_row);
+                for (acc, &b) in acc.iter_mut().zip(&b) {
+                    *acc = a.mul_add(b, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            epi.apply(i0 + r, j0, &mut acc[..width]);
+            store(d.c.add((i0 + r) * d.c_row + j0), acc, width);
+        }
+    }
+}
+
+/// `width <= B` floats from `p`, zeros after them.
+///
+/// # Safety
+/// `width` floats are readable at `p`.
+#[inline(always)]
+pub(super) unsafe fn load<const B: usize>(p: *const f32, width: usize) -> [f32; B] {
+    // SAFETY: as the function's.
+    unsafe {
+        if width == B {
+            p.cast::<[f32; B]>().read_unaligned()
+        } else {
+            let mut v = [0.0; B];
+            std::ptr::copy_nonoverlapping(p, v.as_mut_ptr(), width);
+            v
+        }
+    }
+}
+
+/// The first `width` floats of `v` to `p`.
+///
+/// # Safety
+/// `width` floats are writable at `p`.
+#[inline(always)]
+pub(super) unsafe fn store<const B: usize>(p: *mut f32, v: &[f32; B], width: usize) {
+    // SAFETY: as the function's.
+    unsafe {
+        if width == B {
+            p.cast::<[f32; B]>().write_unaligned(*v)
+        } else {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), p, width)
+        }
+    }
+}
+
+/// `out = mᵀ`: for `D Wᵀ`, whose right-hand side the kernel needs by rows. Blocks of 16 x 16 keep
+/// both sides' cache lines in use.
+pub fn transpose_into(m: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
+    let (rows, cols) = m.dim();
+    assert_eq!(out.dim(), (cols, rows), "transposed shape");
+    const T: usize = 16;
+    for i0 in (0..rows).step_by(T) {
+        for j0 in (0..cols).step_by(T) {
+            for i in i0..(i0 + T).min(rows) {
+                for j in j0..(j0 + T).min(cols) {
+                    out[[j, i]] = m[[i, j]];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::kernels::Plain;
+    use ndarray::{Array1, Array2};
+
+    /// `init + a · b` by the same rule in plain scalar code: one fused multiply-add per inner index, in
+    /// order. Every backend must match it to the bit.
+    pub(crate) fn reference(
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        init: Option<&[f32]>,
+    ) -> Array2<f32> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            let mut acc = init.map_or(0.0, |init| init[j]);
+            for kk in 0..a.ncols() {
+                acc = a[[i, kk]].mul_add(b[[kk, j]], acc);
+            }
+            acc
+        })
+    }
+
+    /// Shapes around every block edge, `a` plain and transposed, with and without `init`, on every
+    /// backend this CPU runs, on one thread and on three.
+    #[test]
+    fn every_backend_matches_the_reference_to_the_bit() {
+        let pools = [1, 3].map(|t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        });
+        for (m, k, n) in [
+            (1, 1, 1),
+            (4, 65, 17),
+            (100, 130, 257),
+            (301, 70, 100),
+            (7, 0, 5),
+            (100, 256, 10),
+            (19, 9, 3),
+            (64, 300, 300),
+        ] {
+            let a =
+                Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.13 - 0.8);
+            let at = a.t().to_owned();
+            let b =
+                Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4);
+            let init = Array1::from_shape_fn(n, |j| j as f32 * 0.25 - 1.0);
+            for (lhs, init) in [
+                (a.view(), None),
+                (at.t(), None),
+                (a.view(), init.as_slice()),
+            ] {
+                let want = reference(lhs, b.view(), init);
+                for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+                    for pool in &pools {
+                        let mut c = Array2::from_elem((m, n), f32::NAN);
+                        pool.install(|| {
+                            let mut view = c.view_mut();
+                            Dense::new(lhs, b.view(), init, &mut view).run(backend, &Plain)
+                        });
+                        assert!(
+                            c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{m}x{k}x{n} on {backend}, {} thread(s)",
+                            pool.current_num_threads()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_into_is_the_transpose() {
+        let m = Array2::from_shape_fn((37, 53), |(i, j)| (i * 100 + j) as f32);
+        let mut out = Array2::zeros((53, 37));
+        transpose_into(m.view(), out.view_mut());
+        assert_eq!(out, m.t());
+    }
+}

@@ -1,0 +1,413 @@
+//! Sparse rows times a dense matrix: `out[r, :] = init + Σ v · src[c, :]` over row `r`'s entries
+//! `(c, v)`, in increasing `c`, one fused multiply-add each. The first layer's forward pass on a sparse
+//! batch (rows are images, `src` the weight) and its weight gradient (rows are pixels, `src` the output
+//! gradient) are both this product.
+//!
+//! Rows come in groups of [`GROUP`] that share one list of columns, those where any of them is nonzero
+//! ([`Grouped`]): the kernel keeps the group's four output rows in registers and each row of `src` it
+//! loads feeds four multiply-adds. A row's value is 0 where only its neighbours are nonzero, and
+//! `0 · x + acc` is `acc`, so the sums are those of the row's own entries.
+
+use std::marker::PhantomData;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::dense::{load, store};
+use super::{Backend, Epilogue, Part, for_parts, instantiate};
+
+/// Rows per group.
+pub const GROUP: usize = 4;
+
+/// A sparse matrix by groups of [`GROUP`] rows: group `g` (rows `4g..4g + 4`) has the entries
+/// `starts[g]..starts[g + 1]`, each a column (increasing) and the four rows' values there. Storage
+/// only grows, so refilling it for every batch allocates nothing once it has seen the largest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grouped {
+    nrows: usize,
+    ncols: usize,
+    /// Nonzero values in all, for the density that picks the input path.
+    nonzeros: usize,
+    starts: Vec<u32>,
+    cols: Vec<u32>,
+    vals: Vec<[f32; GROUP]>,
+    /// A row of zeros, standing for the missing rows of a short last group.
+    zeros: Vec<u8>,
+}
+
+impl Grouped {
+    /// No rows, `ncols` columns, the storage kept.
+    fn clear(&mut self, ncols: usize) {
+        self.nrows = 0;
+        self.ncols = ncols;
+        self.nonzeros = 0;
+        self.starts.clear();
+        self.starts.push(0);
+        self.cols.clear();
+        self.vals.clear();
+    }
+
+    /// The matrix with rows `row(0..nrows)`, each `ncols` bytes, their nonzero bytes times `scale`
+    /// (a batch's images, by image).
+    pub fn fill_rows<'a>(
+        &mut self,
+        nrows: usize,
+        ncols: usize,
+        row: impl Fn(usize) -> &'a [u8],
+        scale: f32,
+    ) {
+        self.clear(ncols);
+        self.nrows = nrows;
+        let mut zeros = std::mem::take(&mut self.zeros);
+        zeros.resize(ncols, 0);
+        for g0 in (0..nrows).step_by(GROUP) {
+            let rows: [&[u8]; GROUP] = std::array::from_fn(|r| {
+                let bytes = if g0 + r < nrows {
+                    row(g0 + r)
+                } else {
+                    &zeros[..]
+                };
+                assert_eq!(bytes.len(), ncols, "row width");
+                bytes
+            });
+            // Eight columns at a time: the bytes where any of the four rows is nonzero, found from
+            // one word (most of an image's border is all zeros).
+            let whole = ncols / 8 * 8;
+            for c0 in (0..whole).step_by(8) {
+                let word =
+                    |r: &[u8]| u64::from_le_bytes(r[c0..c0 + 8].try_into().expect("8 bytes"));
+                let mut any = rows.iter().fold(0, |any, r| any | word(r));
+                while any != 0 {
+                    let c = c0 + any.trailing_zeros() as usize / 8;
+                    any &= !(0xff << (8 * (c - c0)));
+                    self.push(c, rows.map(|r| r[c]), scale);
+                }
+            }
+            for c in whole..ncols {
+                let bytes = rows.map(|r| r[c]);
+                if bytes != [0; GROUP] {
+                    self.push(c, bytes, scale);
+                }
+            }
+            self.starts.push(self.cols.len() as u32);
+        }
+        self.zeros = zeros;
+    }
+
+    /// The transpose of [`Grouped::fill_rows`]'s matrix: rows are the columns `0..ncols` of the
+    /// `row(0..nrows)` (a batch's pixels, by pixel), four neighbouring ones to a group, each group
+    /// listing the rows where any of them is nonzero, in increasing order. `counts` is scratch.
+    pub fn fill_columns<'a>(
+        &mut self,
+        nrows: usize,
+        ncols: usize,
+        row: impl Fn(usize) -> &'a [u8],
+        scale: f32,
+        counts: &mut Vec<u32>,
+    ) {
+        self.clear(nrows);
+        self.nrows = ncols;
+        let groups = ncols.div_ceil(GROUP);
+        // Group g's four bytes of a row, zeros past its end.
+        let chunk = |bytes: &[u8], g: usize| -> [u8; GROUP] {
+            match bytes.get(g * GROUP..g * GROUP + GROUP) {
+                Some(b) => b.try_into().expect("a group"),
+                None => std::array::from_fn(|k| bytes.get(g * GROUP + k).copied().unwrap_or(0)),
+            }
+        };
+        counts.clear();
+        counts.resize(groups + 1, 0);
+        let whole = ncols / GROUP;
+        for i in 0..nrows {
+            let bytes = row(i);
+            assert_eq!(bytes.len(), ncols, "row width");
+            for (b, count) in bytes.chunks_exact(GROUP).zip(&mut counts[1..]) {
+                *count += (b != [0; GROUP]) as u32;
+            }
+            for g in whole..groups {
+                counts[g + 1] += (chunk(bytes, g) != [0; GROUP]) as u32;
+            }
+        }
+        for g in 0..groups {
+            counts[g + 1] += counts[g];
+        }
+        self.starts.clear();
+        self.starts.extend_from_slice(counts);
+        let entries = counts[groups] as usize;
+        self.cols.resize(entries, 0);
+        self.vals.resize(entries, [0.0; GROUP]);
+        for i in 0..nrows {
+            let bytes = row(i);
+            for g in 0..groups {
+                let b = if g < whole {
+                    bytes[g * GROUP..g * GROUP + GROUP]
+                        .try_into()
+                        .expect("a group")
+                } else {
+                    chunk(bytes, g)
+                };
+                if b != [0; GROUP] {
+                    let at = counts[g] as usize;
+                    counts[g] += 1;
+                    self.cols[at] = i as u32;
+                    self.vals[at] = b.map(|p| p as f32 * scale);
+                    self.nonzeros += b.iter().filter(|&&p| p != 0).count();
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, c: usize, bytes: [u8; GROUP], scale: f32) {
+        self.cols.push(c as u32);
+        self.vals.push(bytes.map(|p| p as f32 * scale));
+        self.nonzeros += bytes.iter().filter(|&&p| p != 0).count();
+    }
+
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+
+    /// Nonzero values in all.
+    pub fn nnz(&self) -> usize {
+        self.nonzeros
+    }
+
+    fn groups(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Row `r`'s nonzero entries, `(column, value)`, columns increasing.
+    pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let g = r / GROUP;
+        let range = self.starts[g] as usize..self.starts[g + 1] as usize;
+        self.cols[range.clone()]
+            .iter()
+            .zip(&self.vals[range])
+            .map(move |(&c, v)| (c, v[r % GROUP]))
+            .filter(|&(_, v)| v != 0.0)
+    }
+}
+
+/// One product `out = init + rows · src`, by pointers and strides, checked against its views.
+#[derive(Clone, Copy)]
+pub struct SparseProduct<'a> {
+    rows: &'a Grouped,
+    src: *const f32,
+    src_row: usize,
+    init: *const f32,
+    out: *mut f32,
+    out_row: usize,
+    n: usize,
+    _views: PhantomData<&'a mut f32>,
+}
+
+// SAFETY: as `Dense`'s: the threads of `run` write disjoint rows of `out`.
+unsafe impl Send for SparseProduct<'_> {}
+unsafe impl Sync for SparseProduct<'_> {}
+
+impl<'a> SparseProduct<'a> {
+    /// Panics unless `src` is `rows.ncols() x n` and `out` is `rows.nrows() x n`, both by rows, and
+    /// `init` holds `n` floats.
+    pub fn new(
+        rows: &'a Grouped,
+        src: ArrayView2<'a, f32>,
+        init: &'a [f32],
+        out: &'a mut ArrayViewMut2<'_, f32>,
+    ) -> SparseProduct<'a> {
+        let n = src.ncols();
+        assert_eq!(src.nrows(), rows.ncols(), "inner dimensions");
+        assert_eq!(out.dim(), (rows.nrows(), n), "output shape");
+        assert_eq!(init.len(), n, "init width");
+        assert!(
+            n <= 1 || (src.strides()[1] == 1 && out.strides()[1] == 1),
+            "by rows"
+        );
+        assert!(src.strides()[0] >= 0 && out.strides()[0] >= 0, "by rows");
+        SparseProduct {
+            rows,
+            src: src.as_ptr(),
+            src_row: src.strides()[0] as usize,
+            init: init.as_ptr(),
+            out: out.as_mut_ptr(),
+            out_row: out.strides()[0] as usize,
+            n,
+            _views: PhantomData,
+        }
+    }
+
+    /// Computes the product, shared between rayon's threads by groups of rows, `epi` on every block,
+    /// and `then` on each part of rows once done, on the thread that did it.
+    pub fn run_then<E: Epilogue>(&self, backend: Backend, epi: &E, then: &(impl Fn(&Part) + Sync)) {
+        let (groups, m) = (self.rows.groups(), self.rows.nrows());
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        let work = (self.rows.cols.len() * GROUP + m) * self.n;
+        for_parts(groups, 1, work, 1, &|part| {
+            let part = Part {
+                rows: part.rows.start * GROUP..(part.rows.end * GROUP).min(m),
+                cols: 0..self.n,
+            };
+            sparse_part(backend, self, &part, epi);
+            then(&part);
+        });
+    }
+}
+
+instantiate! {
+    /// One part of a [`SparseProduct`] (whole groups of rows), on this thread.
+    fn sparse_part(SparseProduct<'_>) => body [16] [16] [64]
+}
+
+/// # Safety
+/// `s` describes live matrices and `part` lies inside `out`, its rows whole groups; the CPU has the
+/// caller's features.
+#[inline(always)]
+unsafe fn body<const B: usize, E: Epilogue>(s: &SparseProduct, part: &Part, epi: &E) {
+    for g in part.rows.start / GROUP..part.rows.end.div_ceil(GROUP) {
+        let mut j0 = 0;
+        // Whole blocks of B columns, then narrower ones, as the dense kernel does.
+        while j0 < s.n {
+            let left = s.n - j0;
+            // SAFETY: columns j0..j0 + width of the group's rows.
+            j0 += unsafe {
+                match left {
+                    _ if left >= B => block::<B, E>(s, g, j0, epi),
+                    32.. if B > 32 => block::<32, E>(s, g, j0, epi),
+                    16.. if B > 16 => block::<16, E>(s, g, j0, epi),
+                    8.. => block::<8, E>(s, g, j0, epi),
+                    4.. => block::<4, E>(s, g, j0, epi),
+                    2 | 3 => block::<2, E>(s, g, j0, epi),
+                    _ => block::<1, E>(s, g, j0, epi),
+                }
+            };
+        }
+    }
+}
+
+/// Columns `j0..j0 + W` of group `g`'s rows; returns `W`.
+///
+/// # Safety
+/// As [`body`]; the columns lie inside the rows.
+#[inline(always)]
+unsafe fn block<const W: usize, E: Epilogue>(
+    s: &SparseProduct,
+    g: usize,
+    j0: usize,
+    epi: &E,
+) -> usize {
+    let m = s.rows;
+    let entries = m.starts[g] as usize..m.starts[g + 1] as usize;
+    let (cols, vals) = (&m.cols[entries.clone()], &m.vals[entries]);
+    let rows = (m.nrows - g * GROUP).min(GROUP);
+    // SAFETY: columns j0..j0 + W of `init`, of rows c < ncols of `src` (made so by the fills) and of
+    // the group's `rows` rows of `out`.
+    unsafe {
+        let init = load::<W>(s.init.add(j0), W);
+        let mut acc = [init; GROUP];
+        for (&c, v) in cols.iter().zip(vals) {
+            let src = load::<W>(s.src.add(c as usize * s.src_row + j0), W);
+            for (acc, &v) in acc.iter_mut().zip(v) {
+                for (acc, &x) in acc.iter_mut().zip(&src) {
+                    *acc = v.mul_add(x, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+            let row = g * GROUP + r;
+            epi.apply(row, j0, acc);
+            store(s.out.add(row * s.out_row + j0), acc, W);
+        }
+    }
+    W
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Plain;
+    use ndarray::Array2;
+
+    /// 23 rows of 70 bytes, some all zero, one all nonzero.
+    fn bytes() -> Vec<Vec<u8>> {
+        (0..23u32)
+            .map(|r| {
+                (0..70u32)
+                    .map(|c| match r {
+                        5 => 0,
+                        9 => 200,
+                        _ if (c * 7 + r * 3) % 5 == 0 => (c * 3 + r) as u8,
+                        _ => 0,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn dense(m: &Grouped) -> Array2<f32> {
+        let mut d = Array2::zeros((m.nrows(), m.ncols()));
+        for r in 0..m.nrows() {
+            for (c, v) in m.row(r) {
+                d[[r, c as usize]] = v;
+            }
+        }
+        d
+    }
+
+    /// By rows and by columns, the same matrix transposed.
+    #[test]
+    fn the_two_fills_are_transposes() {
+        let rows = bytes();
+        let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
+        by_rows.fill_rows(23, 70, |r| &rows[r], 0.5);
+        by_cols.fill_columns(23, 70, |r| &rows[r], 0.5, &mut Vec::new());
+        let want = Array2::from_shape_fn((23, 70), |(r, c)| rows[r][c] as f32 * 0.5);
+        assert_eq!(dense(&by_rows), want);
+        assert_eq!(dense(&by_cols), want.t());
+        let nonzeros = want.iter().filter(|&&v| v != 0.0).count();
+        assert_eq!((by_rows.nnz(), by_cols.nnz()), (nonzeros, nonzeros));
+    }
+
+    /// Against the dense reference product of the same matrix, on every backend, one thread and
+    /// three.
+    #[test]
+    fn every_backend_matches_the_reference_to_the_bit() {
+        let rows = bytes();
+        let mut m = Grouped::default();
+        m.fill_rows(23, 70, |r| &rows[r], 1.0 / 255.0);
+        let d = dense(&m);
+        for n in [1, 10, 130, 300] {
+            let src = Array2::from_shape_fn((70, n), |(i, j)| {
+                ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4
+            });
+            let init: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 - 2.25).collect();
+            let want = crate::kernels::dense::tests::reference(d.view(), src.view(), Some(&init));
+            for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut out = Array2::from_elem((23, n), f32::NAN);
+                    pool.install(|| {
+                        let mut view = out.view_mut();
+                        SparseProduct::new(&m, src.view(), &init, &mut view).run_then(
+                            backend,
+                            &Plain,
+                            &|_| {},
+                        )
+                    });
+                    assert!(
+                        out.iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "n = {n} on {backend}, {threads} thread(s)"
+                    );
+                }
+            }
+        }
+    }
+}
