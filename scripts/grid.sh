@@ -9,15 +9,14 @@
 # <out>/grid-commands.txt, one per line, largest network first, for GNU parallel or a cluster's job array.
 #
 # Usage: scripts/grid.sh [--epochs N] [-j JOBS] [--grid FILE] [--out DIR] [--list] [-- MLP TRAIN FLAGS...]
-#   --epochs N   epochs per network (default 50, the report's); `--epochs 1` is a smoke test of a few minutes
-#   -j JOBS      trainings at once (default: the number of cores); each gets cores/JOBS threads.
-#                Measured here (2 cores, --epochs 1): -j 2 with one thread each took 11 s, -j 1 with
-#                two threads 19 s, so one single-threaded run per core is the default (again 10 s
-#                against 16 s with the two-thread helper of src/parallel/).
+#   --epochs N   epochs per network (default 50, the report's); `--epochs 1` is a smoke test (about 15 s)
+#   -j JOBS      trainings at once (default: the number of cores); each gets cores/JOBS threads
 #   --grid FILE  tab-separated name, loss, spec (default scripts/grid.tsv)
 #   --out DIR    parent folder of the run folders
 #   --list       only write and print the commands
-# Needs: cargo (builds target/release/mlp), or MLP=/path/to/mlp.
+# Rows are checked before anything runs; each failed run is reported by its line and name, and the
+# script exits non-zero if any run failed.
+# Needs: cargo (builds target/release/mlp, or under CARGO_TARGET_DIR), or MLP=/path/to/mlp.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -49,41 +48,104 @@ fi
 
 if [ -z "${MLP:-}" ]; then
   (cd "$root" && cargo build --release --quiet)
-  MLP="$root/target/release/mlp"
+  MLP="${CARGO_TARGET_DIR:-$root/target}/release/mlp"
 fi
 cores=$(nproc 2>/dev/null || echo 1)
 threads=$(( cores / jobs )); [ "$threads" -ge 1 ] || threads=1
 
+# Every row is checked before any run starts: three tab-separated fields, a known loss, a non-empty
+# spec, and a name that is one path component. Fields are passed to mlp as arguments, never to a shell.
+valid_name() {
+  local n="$1"
+  [ -n "$n" ] && [ "${#n}" -le 200 ] || return 1
+  case "$n" in */*|.*|-*|*..*) return 1 ;; esac
+  case "$n" in *[![:print:]]*) return 1 ;; esac
+  return 0
+}
+names=(); losses=(); specs=(); lines=(); costs=()
+problems=0
+lineno=0
+while IFS= read -r line || [ -n "$line" ]; do
+  lineno=$((lineno + 1))
+  case "$line" in ''|'#'*) continue ;; esac
+  fields=$(printf '%s\n' "$line" | awk -F'\t' '{ print NF }')
+  name="${line%%$'\t'*}"
+  if [ "$fields" != 3 ]; then
+    echo "grid.sh: $grid:$lineno ($name): expected 3 tab-separated fields (name, loss, spec), got $fields" >&2
+    problems=$((problems + 1)); continue
+  fi
+  rest="${line#*$'\t'}"; loss="${rest%%$'\t'*}"; spec="${rest#*$'\t'}"
+  if ! valid_name "$name"; then
+    echo "grid.sh: $grid:$lineno: the name '$name' must be one folder name: printable, at most 200 bytes, no '/', no '..', not starting with '.' or '-'" >&2
+    problems=$((problems + 1)); continue
+  fi
+  case "$loss" in
+    ce|mse) ;;
+    *) echo "grid.sh: $grid:$lineno ($name): unknown loss '$loss' (expected ce or mse)" >&2
+       problems=$((problems + 1)); continue ;;
+  esac
+  if [ -z "$(printf '%s' "$spec" | tr -d ' \t;')" ]; then
+    echo "grid.sh: $grid:$lineno ($name): the layer spec is empty" >&2
+    problems=$((problems + 1)); continue
+  fi
+  # The run's cost, for the order below: its weights, the sum of IN x OUT over its linear layers.
+  cost=$(printf '%s' "$spec" | awk -F';' '{ for (i = 1; i <= NF; i++) { split($i, f, ","); gsub(/[ \t]/, "", f[1]); if (f[1] == "linear") c += f[3] * f[4] } } END { print c + 0 }')
+  names+=("$name"); losses+=("$loss"); specs+=("$spec"); lines+=("$lineno"); costs+=("$cost")
+done < "$grid"
+if [ "$problems" -gt 0 ]; then
+  echo "grid.sh: $problems bad row(s) in $grid; nothing was run" >&2
+  exit 2
+fi
+
 mkdir -p "$out"
 commands="$out/grid-commands.txt"
-unsorted="$commands.unsorted"
-: > "$unsorted"
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
-while IFS=$'\t' read -r name loss spec; do
-  case "$name" in ''|'#'*) continue ;; esac
+args_of() {  # the arguments of run $1, in the array `args`
+  local i="$1"
+  args=(train --quiet --overwrite --grad-norms --name "${names[$i]}" --loss "${losses[$i]}"
+        --layer "${specs[$i]}" --max-epoch "$epochs" --threads "$threads" --out "$out/${names[$i]}"
+        "${extra[@]+"${extra[@]}"}")
+}
+# Largest networks first, so that the last runs to finish are short ones and no core waits idle on one
+# long run at the end.
+order=()
+while IFS=$'\t' read -r _ i; do order+=("$i"); done < <(
+  for i in "${!names[@]}"; do printf '%s\t%s\n' "${costs[$i]}" "$i"; done | sort -t "$(printf '\t')" -k1,1nr -s)
+todo=()
+: > "$commands"
+for i in "${order[@]+"${order[@]}"}"; do
+  name="${names[$i]}"
   # The second column of summary.csv's row is the run's status; only a completed run is skipped.
   if [ -f "$out/$name/summary.csv" ] && [ "$(awk -F, 'NR == 2 { print $2 }' "$out/$name/summary.csv")" = completed ]; then
     echo "skip $name: finished ($out/$name/summary.csv)" >&2
     continue
   fi
-  cmd="$(quote "$MLP") train --quiet --overwrite --grad-norms --name $(quote "$name") --loss $loss --layer $(quote "$spec")"
-  cmd="$cmd --max-epoch $epochs --threads $threads --out $(quote "$out/$name")"
-  for arg in "${extra[@]+"${extra[@]}"}"; do cmd="$cmd $(quote "$arg")"; done
-  # The run's cost, for the order below: its weights, the sum of IN x OUT over its linear layers.
-  cost=$(printf '%s' "$spec" | awk -F';' '{ for (i = 1; i <= NF; i++) { split($i, f, ","); gsub(/[ \t]/, "", f[1]); if (f[1] == "linear") c += f[3] * f[4] } } END { print c + 0 }')
-  printf '%s\t%s\n' "$cost" "$cmd" >> "$unsorted"
-done < "$grid"
-# Largest networks first, so that the last runs to finish are short ones and no core waits idle on one
-# long run at the end. Measured: the 50-epoch grid took 313 s and 343 s in this order (two runs), 335 s
-# in the grid file's order (one run, ending on the seven MLP2 networks): the machine's noise is as large
-# as the difference, the idle tail it removes is one MLP2 run (about 60 s of one core).
-sort -t "$(printf '\t')" -k1,1nr -s "$unsorted" | cut -f2- > "$commands"
-rm -f "$unsorted"
+  todo+=("$i")
+  args_of "$i"
+  line="$(quote "$MLP")"
+  for a in "${args[@]}"; do line="$line $(quote "$a")"; done
+  printf '%s\n' "$line" >> "$commands"
+done
 
 if [ "$list_only" = 1 ]; then cat "$commands"; exit 0; fi
-count=$(wc -l < "$commands")
-echo "grid: $count runs, $jobs at a time, $threads thread(s) each, into $out/ (commands: $commands)" >&2
+echo "grid: ${#todo[@]} runs, $jobs at a time, $threads thread(s) each, into $out/ (commands: $commands)" >&2
 start=$(date +%s)
-# Each line is one complete shell command; xargs runs JOBS of them at once and fails if any fails.
-tr '\n' '\0' < "$commands" | xargs -0 -r -P "$jobs" -I{} sh -c '{}'
-echo "grid: done in $(( $(date +%s) - start )) s" >&2
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+running=0
+for i in "${todo[@]+"${todo[@]}"}"; do
+  while [ "$running" -ge "$jobs" ]; do wait -n || true; running=$((running - 1)); done
+  args_of "$i"
+  ( rc=0; "$MLP" "${args[@]}" || rc=$?; printf '%s\t%s\n' "$i" "$rc" >> "$results" ) &
+  running=$((running + 1))
+done
+wait
+failed=0
+while IFS=$'\t' read -r i rc; do
+  if [ "$rc" != 0 ]; then
+    echo "grid: $grid:${lines[$i]} (${names[$i]}) failed with exit status $rc" >&2
+    failed=$((failed + 1))
+  fi
+done < "$results"
+echo "grid: done in $(( $(date +%s) - start )) s, $failed of ${#todo[@]} run(s) failed" >&2
+[ "$failed" = 0 ]

@@ -231,3 +231,53 @@ fn plot_and_summarize_refuse_bad_input_in_one_line() {
         common::assert_error(dir.path(), &args, code, expected);
     }
 }
+
+/// Grid fields are data, never shell code: a loss field with a command in it, a name that leaves
+/// `--out` and a short row are each reported by line and nothing runs; a run that fails is named
+/// and makes the script exit non-zero while the others finish.
+#[test]
+fn grid_rows_are_checked_and_never_run_as_shell_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("toy");
+    fs::create_dir(&data).unwrap();
+    write_toy_dataset(&data, 200, 40, 4);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/grid.sh");
+    let out_dir = dir.path().join("runs");
+    let marker = dir.path().join("injected");
+    let run = |rows: String| {
+        let grid = dir.path().join("grid.tsv");
+        fs::write(&grid, rows).unwrap();
+        Command::new("bash")
+            .arg(script)
+            .args(["--epochs", "1", "--grid", grid.to_str().unwrap()])
+            .args(["--out", out_dir.to_str().unwrap(), "--", "--data"])
+            .arg(&data)
+            .args(["--batch-size", "20"])
+            .env("MLP", env!("CARGO_BIN_EXE_mlp"))
+            .output()
+            .unwrap()
+    };
+    let spec = "linear,fc1,16,4,0.1";
+    let out = run(format!(
+        "ok\tce\t{spec}\nevil\tce; touch {}; echo\t{spec}\n../victim\tce\t{spec}\nshort\tmse\n",
+        marker.display()
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!marker.exists(), "a grid field ran as shell code");
+    assert!(!out_dir.join("ok").exists(), "a run started before the rows were checked");
+    for expected in [
+        ":2 (evil): unknown loss",
+        ":3: the name '../victim' must be one folder name",
+        ":4 (short): expected 3 tab-separated fields",
+        "3 bad row(s)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    let out = run(format!("ok\tce\t{spec}\nwrong\tce\tlinear,fc1,16,5,0.1\n"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(":2 (wrong) failed with exit status 2"), "{err}");
+    assert!(err.contains("1 of 2 run(s) failed"), "{err}");
+    assert!(out_dir.join("ok").join("summary.csv").exists());
+}
