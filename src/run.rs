@@ -5,7 +5,6 @@
 //! - `summary.csv`: the run's Table 3 row, written when it ends.
 
 use std::fs::{self, File};
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
@@ -17,7 +16,7 @@ use crate::output::grad_norms::GradNormWriter;
 use crate::output::metrics::MetricsWriter;
 use crate::output::progress::{Mode, Progress};
 use crate::output::summary::{Summary, write_summary};
-use crate::output::{keep_rows_up_to, write_atomically};
+use crate::output::{WholeLines, keep_rows_up_to, write_atomically};
 use crate::spec::NetSpec;
 use crate::train::{
     GradNormRecord, Observer, Outcome, Settings, Status, StepRecord, TestRecord, train,
@@ -67,6 +66,8 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
             ),
         ));
     }
+    // Held until this function returns; the kernel releases it if the process dies.
+    let _lock = lock_folder(&cfg.out_dir)?;
     let resume = match cfg.resume {
         false => {
             prepare_folder(&cfg.out_dir, cfg.overwrite)?;
@@ -77,7 +78,7 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
     write_config(cfg, Status::Running)?;
 
     // A new run starts its CSV files with a header; a resumed one appends to the rows it kept.
-    let open = |name: &str| -> Result<(BufWriter<File>, PathBuf)> {
+    let open = |name: &str| -> Result<(WholeLines<File>, PathBuf)> {
         let path = cfg.out_dir.join(name);
         let mut options = fs::OpenOptions::new();
         options.create(true);
@@ -87,7 +88,7 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
             options.write(true).truncate(true)
         };
         let file = options.open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((BufWriter::new(file), path))
+        Ok((WholeLines::new(file), path))
     };
     let (file, metrics_path) = open(METRICS_FILE)?;
     let metrics = match cfg.resume {
@@ -139,6 +140,47 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
         let _ = write_config(cfg, Status::Failed);
     }
     finished
+}
+
+/// The file whose exclusive lock a training holds on its run folder, with the holder's process id.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// Takes the run folder's lock (creating the folder), or says which process holds it: two processes
+/// appending to one run's files would lose rows.
+fn lock_folder(dir: &Path) -> Result<File> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid:.20}"),
+            };
+            return Err(Error::OutputExists {
+                path: dir.to_path_buf(),
+                problem: format!(
+                    "run folder in use by {holder}; wait for it to finish or train elsewhere (--out)"
+                ),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    use std::io::{Seek, Write};
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
+    written.map_err(|e| Error::io(&path, e))?;
+    Ok(file)
 }
 
 /// Loads the run folder's checkpoint for `--resume`, checks it against the configuration, and drops the
@@ -283,9 +325,9 @@ fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
 
 struct RunObserver<'a> {
     stop: &'a StopFlag,
-    metrics: MetricsWriter<BufWriter<File>>,
+    metrics: MetricsWriter<WholeLines<File>>,
     metrics_path: PathBuf,
-    grad_norms: Option<(GradNormWriter<BufWriter<File>>, PathBuf)>,
+    grad_norms: Option<(GradNormWriter<WholeLines<File>>, PathBuf)>,
     progress: Progress,
     disp_freq: usize,
     checkpoint_every: usize,

@@ -76,8 +76,7 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<RunSummary>> {
 
 fn read(folder: &Path) -> Result<RunSummary> {
     let path = folder.join(SUMMARY_FILE);
-    let mut reader =
-        csv::Reader::from_path(&path).map_err(|e| Error::data(&path, e.to_string()))?;
+    let mut reader = crate::output::csv_reader(&path)?;
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| Error::data(&path, e.to_string()))?

@@ -185,3 +185,119 @@ fn bad_resumes_are_clear_errors() {
         "error: nowhere/config.json: No such file or directory",
     );
 }
+
+/// A run killed while writing a row leaves a partial last line: `plot` and `summarize` read it as
+/// absent, and `--resume` drops it (saying so) and gives the numbers of an uninterrupted run.
+#[test]
+fn a_torn_last_row_is_dropped_and_the_run_resumes_exactly() {
+    let dir = toy();
+    let d = dir.path();
+    train(d, "whole", &["--max-epoch", "3"]);
+    train(d, "torn", &["--max-epoch", "2"]);
+    let metrics = d.join("torn/metrics.csv");
+    let mut bytes = fs::read(&metrics).unwrap();
+    bytes.extend_from_slice(b"21,3,train,0.01,1.23");
+    fs::write(&metrics, bytes).unwrap();
+    let plot = mlp(d, &["plot", "torn", "--out", "torn.png"]);
+    assert!(plot.status.success(), "plot: {}", stderr(&plot));
+    let out = mlp(d, &["train", "-q", "--resume", "torn", "--max-epoch", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dropped a partial last row"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(numbers(&metrics), numbers(&d.join("whole/metrics.csv")));
+}
+
+/// The speed flags change no number: a run resumed with another thread count and other kernels
+/// continues exactly as one uninterrupted run on one thread.
+#[test]
+fn threads_and_kernels_change_no_number_even_across_a_resume() {
+    let dir = toy();
+    let d = dir.path();
+    train(d, "one", &["--max-epoch", "3", "--threads", "1"]);
+    train(d, "mixed", &["--max-epoch", "1", "--threads", "3"]);
+    let out = mlp(
+        d,
+        &[
+            "train",
+            "-q",
+            "--resume",
+            "mixed",
+            "--max-epoch",
+            "3",
+            "--threads",
+            "2",
+            "--kernels",
+            "portable",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        numbers(&d.join("mixed/metrics.csv")),
+        numbers(&d.join("one/metrics.csv"))
+    );
+    let a = Checkpoint::load(&d.join("one/model.ckpt")).unwrap();
+    let b = Checkpoint::load(&d.join("mixed/model.ckpt")).unwrap();
+    assert_eq!(a.data, b.data);
+}
+
+/// A second training on a run folder in use is refused, naming the process that holds it, and
+/// touches none of its files.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    use std::process::{Command, Stdio};
+    let dir = toy();
+    let d = dir.path();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .current_dir(d)
+        .args([
+            "train",
+            "-q",
+            "--data",
+            "data",
+            "--layer",
+            SPEC,
+            "--batch-size",
+            "1",
+        ])
+        .args(["--max-epoch", "1000", "--out", "busy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = d.join("busy/run.lock");
+    let pid = first.id().to_string();
+    let start = std::time::Instant::now();
+    while fs::read_to_string(&lock)
+        .map(|s| s.trim() != pid)
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the first training never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for extra in [&["--overwrite"][..], &["--resume", "busy"][..]] {
+        let mut args = vec![
+            "train", "-q", "--data", "data", "--layer", SPEC, "--out", "busy",
+        ];
+        if extra[0] == "--resume" {
+            args = vec!["train", "-q"];
+        }
+        args.extend_from_slice(extra);
+        let out = mlp(d, &args);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("run folder in use by process {pid}")),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The kernel released the lock with the process.
+    train(d, "busy", &["--max-epoch", "1", "--overwrite"]);
+}

@@ -265,7 +265,10 @@ fn grid_rows_are_checked_and_never_run_as_shell_code() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!marker.exists(), "a grid field ran as shell code");
-    assert!(!out_dir.join("ok").exists(), "a run started before the rows were checked");
+    assert!(
+        !out_dir.join("ok").exists(),
+        "a run started before the rows were checked"
+    );
     for expected in [
         ":2 (evil): unknown loss",
         ":3: the name '../victim' must be one folder name",
@@ -277,7 +280,10 @@ fn grid_rows_are_checked_and_never_run_as_shell_code() {
     let out = run(format!("ok\tce\t{spec}\nwrong\tce\tlinear,fc1,16,5,0.1\n"));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(":2 (wrong) failed with exit status 2"), "{err}");
+    assert!(
+        err.contains(":2 (wrong) failed with exit status 2"),
+        "{err}"
+    );
     assert!(err.contains("1 of 2 run(s) failed"), "{err}");
     assert!(out_dir.join("ok").join("summary.csv").exists());
 }

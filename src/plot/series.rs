@@ -26,7 +26,7 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
 /// Reads `run/metrics.csv`; train rows are averaged over consecutive windows of `smooth` rows.
 pub fn read_run(run: &Path, smooth: usize) -> Result<RunCurves> {
     let path = run.join(METRICS_FILE);
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| csv_error(&path, e))?;
+    let mut reader = crate::output::csv_reader(&path)?;
     let name = run.file_name().map_or_else(
         || run.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -90,7 +90,7 @@ pub fn read_grad_norms(run: &Path) -> Result<Vec<(String, Points)>> {
             "not found: train with --grad-norms to record gradient norms",
         ));
     }
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| csv_error(&path, e))?;
+    let mut reader = crate::output::csv_reader(&path)?;
     let mut layers: Vec<(String, Points)> = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(&path, e))?;
