@@ -73,7 +73,7 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
             prepare_folder(&cfg.out_dir, cfg.overwrite)?;
             None
         }
-        true => Some(prepare_resume(cfg)?),
+        true => Some(prepare_resume(cfg, data.train.len())?),
     };
     write_config(cfg, Status::Running)?;
 
@@ -185,9 +185,20 @@ fn lock_folder(dir: &Path) -> Result<File> {
 
 /// Loads the run folder's checkpoint for `--resume`, checks it against the configuration, and drops the
 /// rows its files hold beyond it (an interrupted run may have gone on past its last checkpoint).
-fn prepare_resume(cfg: &TrainConfig) -> Result<Checkpoint> {
+fn prepare_resume(cfg: &TrainConfig, train_len: usize) -> Result<Checkpoint> {
     let ckpt = Checkpoint::load(&cfg.out_dir.join(MODEL_FILE))?;
     let h = &ckpt.header;
+    let per_epoch = train_len.div_ceil(cfg.settings.batch_size);
+    if Some(h.step) != h.epoch.checked_mul(per_epoch) {
+        return Err(Error::data(
+            cfg.out_dir.join(CONFIG_FILE),
+            format!(
+                "batch_size {} gives {per_epoch} steps an epoch, but the checkpoint is at step {} \
+                 after {} epochs; fix config.json or start a new run",
+                cfg.settings.batch_size, h.step, h.epoch
+            ),
+        ));
+    }
     if h.spec != cfg.spec.to_string() || h.seed != cfg.settings.seed || h.loss != cfg.settings.loss
     {
         return Err(Error::usage(

@@ -350,3 +350,139 @@ fn a_full_disk_is_an_error_naming_the_file() {
         "error: run/config.json.tmp: No space left on device",
     );
 }
+
+/// A resumed run is checked as a new one is: an edited config.json is refused before any file is
+/// touched, flags that would change the numbers are refused by name, and a folder that holds no run
+/// says so.
+#[test]
+fn resume_checks_its_config_and_refuses_other_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 100, 20, 4);
+    let out = mlp(
+        d,
+        &[
+            "train",
+            "-q",
+            "--data",
+            ".",
+            "--layer",
+            FIT,
+            "--max-epoch",
+            "1",
+            "--batch-size",
+            "20",
+            "--out",
+            "run",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resume = ["train", "-q", "--resume", "run", "--max-epoch", "2"];
+    check(
+        d,
+        &[
+            &resume[..],
+            &["--lr", "0.5", "--seed=3", "--layer", FIT, "--overwrite"],
+        ]
+        .concat(),
+        2,
+        "error: --resume: continues a run with the settings of its config.json; remove --lr, --seed, --layer, --overwrite",
+    );
+    let config = d.join("run/config.json");
+    let original = fs::read_to_string(&config).unwrap();
+    for (from, to, expected) in [
+        (
+            "\"batch_size\": 20",
+            "\"batch_size\": 0",
+            "batch_size: must be at least 1, got 0",
+        ),
+        (
+            "\"batch_size\": 20",
+            "\"batch_size\": 7",
+            "batch_size 7 gives 15 steps an epoch, but the checkpoint is at step 5",
+        ),
+        (
+            "\"momentum\": 0.9",
+            "\"momentum\": 1.5",
+            "--momentum: must be a number in [0, 1), got 1.5",
+        ),
+        (
+            "\"disp_freq\": 50",
+            "\"disp_freq\": 0",
+            "--disp-freq: must be at least 1, got 0",
+        ),
+        (
+            "\"test_epoch\": 1",
+            "\"test_epoch\": 0",
+            "--test-epoch: must be at least 1, got 0",
+        ),
+        (
+            "\"checkpoint_every\": 1",
+            "\"checkpoint_every\": 0",
+            "--checkpoint-every: must be at least 1, got 0",
+        ),
+    ] {
+        assert!(original.contains(from), "{from} not in {original}");
+        fs::write(&config, original.replace(from, to)).unwrap();
+        let out = mlp(d, &resume);
+        assert_eq!(out.status.code(), Some(1), "{to}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: run/config.json: ") && err.contains(expected),
+            "{to}: {err}"
+        );
+        assert!(
+            d.join("run/summary.csv").exists(),
+            "{to}: the finished run's summary was removed"
+        );
+    }
+    fs::write(&config, original).unwrap();
+    check(
+        d,
+        &["train", "-q", "--resume", "."],
+        2,
+        "error: --resume: . is not a run folder (no config.json)",
+    );
+}
+
+/// A run name is one folder name: it can neither leave the output folder nor read as a flag.
+#[test]
+fn run_names_are_one_folder_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 100, 20, 4);
+    let long = "n".repeat(201);
+    for (name, problem) in [
+        ("../victim", "must be one folder name"),
+        ("a/b", "must be one folder name"),
+        (".hidden", "must not start with '.' or '-'"),
+        ("-x", "must not start with '.' or '-'"),
+        ("tab\there", "must be printable"),
+        (long.as_str(), "must be at most 200 bytes"),
+    ] {
+        let out = mlp(
+            d,
+            &[
+                "train",
+                "-q",
+                "--data",
+                ".",
+                "--layer",
+                FIT,
+                &format!("--name={name}"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error: --name: ") && stderr(&out).contains(problem),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).len() < 200,
+            "{name}: echoes too much: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!d.join("victim").exists() && !d.join("runs").exists());
+}
