@@ -181,8 +181,8 @@ fn bad_resumes_are_clear_errors() {
     );
     check(
         mlp(d, &["train", "--resume", "nowhere"]),
-        1,
-        "error: nowhere/config.json: No such file or directory",
+        2,
+        "error: --resume: nowhere is not a run folder (no config.json)",
     );
 }
 
