@@ -37,10 +37,9 @@ pub enum InputPath {
     Sparse,
 }
 
-/// The sparse form of a batch: `x = pixels + OFFSET`, with the nonzero `pixels` (`p / 255`) by image
-/// (for the forward pass) and by pixel (for the weight gradient).
+/// The sparse form of a batch: `x = pixels + OFFSET`, with the nonzero `pixels` (`p / 255`) by pixel,
+/// four neighbouring pixels to a group: what the forward pass and the weight gradient both read.
 pub struct SparseInput<'a> {
-    pub by_image: &'a Grouped,
     pub by_pixel: &'a Grouped,
 }
 
@@ -51,7 +50,6 @@ pub struct InputBatch {
     capacity: usize,
     width: usize,
     labels: Vec<u8>,
-    by_image: Grouped,
     by_pixel: Grouped,
     /// Scratch for the transpose.
     counts: Vec<u32>,
@@ -81,7 +79,6 @@ impl InputBatch {
             capacity,
             width,
             labels: Vec::with_capacity(capacity),
-            by_image: Grouped::default(),
             by_pixel: Grouped::default(),
             counts: Vec::new(),
             rows: 0,
@@ -133,15 +130,13 @@ impl InputBatch {
         }
         if self.sparse {
             let image = |r: usize| image(indices[r]);
-            self.by_image.fill_rows(n, width, image, 1.0 / 255.0);
-            let nnz = self.by_image.nnz() as f64;
+            self.by_pixel
+                .fill_columns(n, width, image, 1.0 / 255.0, &mut self.counts);
+            let nnz = self.by_pixel.nnz() as f64;
             let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
             self.sparse = !(self.path == InputPath::Auto && dense_enough);
         }
         if self.sparse {
-            let image = |r: usize| &split.images[indices[r] as usize * width..][..width];
-            self.by_pixel
-                .fill_columns(n, width, image, 1.0 / 255.0, &mut self.counts);
             return;
         }
         if self.dense.nrows() < self.capacity {
@@ -173,7 +168,6 @@ impl InputBatch {
     /// The sparse form, when this batch takes the sparse path.
     pub fn sparse(&self) -> Option<SparseInput<'_>> {
         self.sparse.then_some(SparseInput {
-            by_image: &self.by_image,
             by_pixel: &self.by_pixel,
         })
     }

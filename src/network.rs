@@ -25,7 +25,7 @@ use rand::Rng;
 
 use crate::activation::{Activation, Apply, Derivative};
 use crate::batch::{InputBatch, InputPath, OFFSET};
-use crate::kernels::{self, Backend, Dense, Part, Plain, SparseProduct};
+use crate::kernels::{self, Backend, Dense, Part, Plain, ScatterProduct, SparseProduct};
 use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
@@ -300,10 +300,10 @@ impl Network {
                         let w = weight.value.view();
                         let rows = w.rows().into_iter().map(|r| r.to_slice().expect("rows"));
                         kernels::column_sums(backend, bias, OFFSET, rows, &mut self.row);
-                        let product = SparseProduct::new(sparse.by_image, w, &self.row, &mut out);
+                        let product = ScatterProduct::new(sparse.by_pixel, w, &self.row, &mut out);
                         match next {
-                            Some(act) => product.run_then(backend, &Apply(act), &|_| {}),
-                            None => product.run_then(backend, &Plain, &|_| {}),
+                            Some(act) => product.run(backend, &Apply(act)),
+                            None => product.run(backend, &Plain),
                         }
                     }
                     _ => {

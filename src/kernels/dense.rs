@@ -81,9 +81,17 @@ impl<'a> Dense<'a> {
         if self.m == 0 || self.n == 0 {
             return;
         }
+        // `then` follows every few rows, while they are still in cache.
+        const THEN_EVERY: usize = 16;
         for_parts(self.m, self.n, self.m * self.k * self.n, 8, &|part| {
-            dense_part(backend, self, part, epi);
-            then(part);
+            for i0 in part.rows.clone().step_by(THEN_EVERY) {
+                let part = Part {
+                    rows: i0..(i0 + THEN_EVERY).min(part.rows.end),
+                    cols: part.cols.clone(),
+                };
+                dense_part(backend, self, &part, epi);
+                then(&part);
+            }
         });
     }
 }

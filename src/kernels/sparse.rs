@@ -246,13 +246,18 @@ impl<'a> SparseProduct<'a> {
             return;
         }
         let work = (self.rows.cols.len() * GROUP + m) * self.n;
+        // `then` follows every few groups, while their rows are still in cache.
+        const THEN_EVERY: usize = 4;
         for_parts(groups, 1, work, 1, &|part| {
-            let part = Part {
-                rows: part.rows.start * GROUP..(part.rows.end * GROUP).min(m),
-                cols: 0..self.n,
-            };
-            sparse_part(backend, self, &part, epi);
-            then(&part);
+            for g0 in part.rows.clone().step_by(THEN_EVERY) {
+                let g1 = (g0 + THEN_EVERY).min(part.rows.end);
+                let part = Part {
+                    rows: g0 * GROUP..(g1 * GROUP).min(m),
+                    cols: 0..self.n,
+                };
+                sparse_part(backend, self, &part, epi);
+                then(&part);
+            }
         });
     }
 }
@@ -325,6 +330,151 @@ unsafe fn block<const W: usize, E: Epilogue>(
     W
 }
 
+/// `out = init + rowsᵀ · w`, from the by-columns form: `rows` is `k x m` in groups of rows (a batch by
+/// pixel), `w` is `k x n`, `out` is `m x n`. Each group's rows of `w` stay in registers while they are
+/// added into the output row of every column listed (every image with any of the group's pixels);
+/// each output element is summed in increasing `k`, one fused multiply-add each, as
+/// [`SparseProduct`] sums it from the by-rows form. So the forward pass needs only the batch's
+/// by-pixel form, the one the gradient reads.
+#[derive(Clone, Copy)]
+pub struct ScatterProduct<'a> {
+    rows: &'a Grouped,
+    w: *const f32,
+    w_row: usize,
+    init: *const f32,
+    out: *mut f32,
+    out_row: usize,
+    n: usize,
+    _views: PhantomData<&'a mut f32>,
+}
+
+// SAFETY: the threads of `run` write disjoint columns of `out`.
+unsafe impl Send for ScatterProduct<'_> {}
+unsafe impl Sync for ScatterProduct<'_> {}
+
+impl<'a> ScatterProduct<'a> {
+    /// Panics unless `w` is `rows.nrows() x n`, `out` is `rows.ncols() x n`, both by rows, and `init`
+    /// holds `n` floats.
+    pub fn new(
+        rows: &'a Grouped,
+        w: ArrayView2<'a, f32>,
+        init: &'a [f32],
+        out: &'a mut ArrayViewMut2<'_, f32>,
+    ) -> ScatterProduct<'a> {
+        let n = w.ncols();
+        assert_eq!(w.nrows(), rows.nrows(), "inner dimensions");
+        assert_eq!(out.dim(), (rows.ncols(), n), "output shape");
+        assert_eq!(init.len(), n, "init width");
+        assert!(
+            n <= 1 || (w.strides()[1] == 1 && out.strides()[1] == 1),
+            "by rows"
+        );
+        assert!(w.strides()[0] >= 0 && out.strides()[0] >= 0, "by rows");
+        ScatterProduct {
+            rows,
+            w: w.as_ptr(),
+            w_row: w.strides()[0] as usize,
+            init: init.as_ptr(),
+            out: out.as_mut_ptr(),
+            out_row: out.strides()[0] as usize,
+            n,
+            _views: PhantomData,
+        }
+    }
+
+    /// Computes the product, shared between rayon's threads by columns, `epi` on every block.
+    pub fn run<E: Epilogue>(&self, backend: Backend, epi: &E) {
+        let m = self.rows.ncols();
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        let work = (self.rows.cols.len() * GROUP + m) * self.n;
+        for_parts(1, self.n, work, 1, &|part| {
+            let part = Part {
+                rows: 0..m,
+                cols: part.cols.clone(),
+            };
+            scatter_part(backend, self, &part, epi)
+        });
+    }
+}
+
+instantiate! {
+    /// One part of columns of a [`ScatterProduct`], on this thread.
+    fn scatter_part(ScatterProduct<'_>) => scatter_body [16] [16] [64]
+}
+
+/// # Safety
+/// `s` describes live matrices and `part` lies inside `out`; the CPU has the caller's features.
+#[inline(always)]
+unsafe fn scatter_body<const B: usize, E: Epilogue>(s: &ScatterProduct, part: &Part, epi: &E) {
+    let mut j0 = part.cols.start;
+    while j0 < part.cols.end {
+        let left = part.cols.end - j0;
+        // SAFETY: columns j0..j0 + width of every row of `out`.
+        j0 += unsafe {
+            match left {
+                _ if left >= B => scatter_block::<B, E>(s, j0, epi),
+                32.. if B > 32 => scatter_block::<32, E>(s, j0, epi),
+                16.. if B > 16 => scatter_block::<16, E>(s, j0, epi),
+                8.. => scatter_block::<8, E>(s, j0, epi),
+                4.. => scatter_block::<4, E>(s, j0, epi),
+                2 | 3 => scatter_block::<2, E>(s, j0, epi),
+                _ => scatter_block::<1, E>(s, j0, epi),
+            }
+        };
+    }
+}
+
+/// Columns `j0..j0 + W` of every row of `out`; returns `W`.
+///
+/// # Safety
+/// As [`scatter_body`]; the columns lie inside the rows.
+#[inline(always)]
+unsafe fn scatter_block<const W: usize, E: Epilogue>(
+    s: &ScatterProduct,
+    j0: usize,
+    epi: &E,
+) -> usize {
+    let m = s.rows;
+    let rows = m.ncols;
+    // SAFETY: columns j0..j0 + W of `init`, of rows < k of `w` and of rows < m of `out` (the fills
+    // keep every listed column below m).
+    unsafe {
+        let out = |i: usize| s.out.add(i * s.out_row + j0);
+        let init = load::<W>(s.init.add(j0), W);
+        for i in 0..rows {
+            store(out(i), &init, W);
+        }
+        for g in 0..m.groups() {
+            let w: [[f32; W]; GROUP] = std::array::from_fn(|r| {
+                let k = g * GROUP + r;
+                if k < m.nrows {
+                    load::<W>(s.w.add(k * s.w_row + j0), W)
+                } else {
+                    [0.0; W]
+                }
+            });
+            let entries = m.starts[g] as usize..m.starts[g + 1] as usize;
+            for (&i, v) in m.cols[entries.clone()].iter().zip(&m.vals[entries]) {
+                let mut acc = load::<W>(out(i as usize), W);
+                for (w, &v) in w.iter().zip(v) {
+                    for (acc, &x) in acc.iter_mut().zip(w) {
+                        *acc = v.mul_add(x, *acc);
+                    }
+                }
+                store(out(i as usize), &acc, W);
+            }
+        }
+        for i in 0..rows {
+            let mut acc = load::<W>(out(i), W);
+            epi.apply(i, j0, &mut acc);
+            store(out(i), &acc, W);
+        }
+    }
+    W
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +523,39 @@ mod tests {
 
     /// Against the dense reference product of the same matrix, on every backend, one thread and
     /// three.
+    /// The forward pass from the by-pixel form sums as the by-image form does.
+    #[test]
+    fn scatter_from_the_columns_equals_the_product_of_the_rows() {
+        let rows = bytes();
+        let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
+        by_rows.fill_rows(23, 70, |r| &rows[r], 1.0 / 255.0);
+        by_cols.fill_columns(23, 70, |r| &rows[r], 1.0 / 255.0, &mut Vec::new());
+        for n in [1, 10, 130, 300] {
+            let w = Array2::from_shape_fn((70, n), |(i, j)| {
+                ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4
+            });
+            let init: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 - 2.25).collect();
+            for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+                let mut want = Array2::from_elem((23, n), f32::NAN);
+                let mut got = Array2::from_elem((23, n), f32::NAN);
+                let mut view = want.view_mut();
+                SparseProduct::new(&by_rows, w.view(), &init, &mut view).run_then(
+                    backend,
+                    &Plain,
+                    &|_| {},
+                );
+                let mut view = got.view_mut();
+                ScatterProduct::new(&by_cols, w.view(), &init, &mut view).run(backend, &Plain);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "n = {n} on {backend}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_backend_matches_the_reference_to_the_bit() {
         let rows = bytes();
