@@ -11,6 +11,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::{Backend, Epilogue, Part, for_parts, instantiate};
 
+/// Rows of `b` per block of the inner dimension: 128 rows of 64 floats are 32 KiB, inside L1.
+const K_BLOCK: usize = 128;
+
 /// One product, by pointers and strides, checked against its views when made.
 #[derive(Clone, Copy)]
 pub struct Dense<'a> {
@@ -137,19 +140,29 @@ unsafe fn columns<const R: usize, const W: usize, E: Epilogue>(
     j0: usize,
     epi: &E,
 ) -> usize {
-    let mut i0 = part.rows.start;
-    // SAFETY: rows i0.. of the part, inside `c`.
-    unsafe {
-        while i0 + R <= part.rows.end {
-            block::<R, W, E>(d, i0, j0, W, epi);
-            i0 += R;
+    // The inner dimension in blocks of K_BLOCK, so that a block of `b` stays in L1 while every row
+    // of the part takes it; between blocks the sums wait in `c`, as f32, exactly as in registers.
+    let mut k0 = 0;
+    loop {
+        let inner = k0..(k0 + K_BLOCK).min(d.k);
+        let last = inner.end == d.k;
+        let mut i0 = part.rows.start;
+        // SAFETY: rows i0.. of the part, inside `c`.
+        unsafe {
+            while i0 + R <= part.rows.end {
+                block::<R, W, E>(d, i0, j0, inner.clone(), last, epi);
+                i0 += R;
+            }
+            while i0 < part.rows.end {
+                block::<1, W, E>(d, i0, j0, inner.clone(), last, epi);
+                i0 += 1;
+            }
         }
-        while i0 < part.rows.end {
-            block::<1, W, E>(d, i0, j0, W, epi);
-            i0 += 1;
+        if last {
+            return W;
         }
+        k0 = inner.end;
     }
-    W
 }
 
 /// Rows `i0..i0 + R`, columns `j0..j0 + width` (`width <= B`) of `c`, summed in registers.
@@ -161,17 +174,23 @@ unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
     d: &Dense,
     i0: usize,
     j0: usize,
-    width: usize,
+    inner: std::ops::Range<usize>,
+    last: bool,
     epi: &E,
 ) {
+    let width = B;
     // SAFETY (all below): rows i0..i0 + R < m of `a` and `c`, rows < k of `b`, columns j0..j0 + width.
     unsafe {
         let mut acc = [[0.0f32; B]; R];
-        if !d.init.is_null() {
+        if inner.start > 0 {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = load::<B>(d.c.add((i0 + r) * d.c_row + j0), width);
+            }
+        } else if !d.init.is_null() {
             let init = load::<B>(d.init.add(j0), width);
             acc = [init; R];
         }
-        for kk in 0..d.k {
+        for kk in inner {
             let b = load::<B>(d.b.add(kk * d.b_row + j0), width);
             let a_col = d.a.offset(kk as isize * d.a_col);
             for (r, acc) in acc.iter_mut().enumerate() {
@@ -181,9 +200,13 @@ unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
                 }
             }
         }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            epi.apply(i0 + r, j0, &mut acc[..width]);
-            store(d.c.add((i0 + r) * d.c_row + j0), acc, width);
+        // A copy for the epilogue: borrowing `acc` itself would keep it in memory, not registers.
+        let mut done = acc;
+        for (r, done) in done.iter_mut().enumerate() {
+            if last {
+                epi.apply(i0 + r, j0, &mut done[..width]);
+            }
+            store(d.c.add((i0 + r) * d.c_row + j0), done, width);
         }
     }
 }
@@ -232,7 +255,8 @@ pub fn transpose_into(m: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
         for j0 in (0..cols).step_by(T) {
             for i in i0..(i0 + T).min(rows) {
                 for j in j0..(j0 + T).min(cols) {
-                    out[[j, i]] = m[[i, j]];
+                    // SAFETY: i < rows and j < cols, checked by the loops' bounds.
+                    unsafe { *out.uget_mut((j, i)) = *m.uget((i, j)) };
                 }
             }
         }

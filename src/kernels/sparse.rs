@@ -321,10 +321,12 @@ unsafe fn block<const W: usize, E: Epilogue>(
                 }
             }
         }
-        for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+        // A copy for the epilogue: borrowing `acc` itself would keep it in memory, not registers.
+        let mut done = acc;
+        for (r, done) in done.iter_mut().enumerate().take(rows) {
             let row = g * GROUP + r;
-            epi.apply(row, j0, acc);
-            store(s.out.add(row * s.out_row + j0), acc, W);
+            epi.apply(row, j0, done);
+            store(s.out.add(row * s.out_row + j0), done, W);
         }
     }
     W
