@@ -318,7 +318,7 @@ impl Network {
             }
             Op::Elementwise(act) => {
                 let inp = dense_input();
-                kernels::with_backend(backend, || {
+                kernels::with_backend(backend, #[inline(always)] || {
                     for (inp, mut out) in inp.rows().into_iter().zip(out.rows_mut()) {
                         let out = out.as_slice_mut().expect("rows");
                         out.copy_from_slice(inp.to_slice().expect("rows"));
@@ -385,7 +385,7 @@ impl Network {
             }
             Op::Elementwise(act) => {
                 if let Some(mut dinp) = dinp {
-                    kernels::with_backend(backend, || {
+                    kernels::with_backend(backend, #[inline(always)] || {
                         for ((o, g), mut d) in
                             out.rows().into_iter().zip(dout.rows()).zip(dinp.rows_mut())
                         {

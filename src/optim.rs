@@ -61,7 +61,7 @@ impl Sgd {
         g: ArrayView2<f32>,
         mut v: ArrayViewMut2<f32>,
     ) {
-        with_backend(backend, || {
+        with_backend(backend, #[inline(always)] || {
             for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
                 let (p, g, v) = (
                     p.as_slice_mut().expect("rows by contiguous floats"),
