@@ -11,10 +11,14 @@
 #                      unless set, since OpenBLAS 0.3.21 does not know newer Xeons and falls back to a
 #                      generic kernel (2.8 s an MLP1 epoch against 0.74 forced, one thread, measured)
 #
-# Usage: scripts/bench_peers.sh [-n RUNS] [--epochs N] [--threads N]
+# Usage: scripts/bench_peers.sh [-n RUNS] [--epochs N] [--threads N] [--kernels K] [--busy]
 #   -n RUNS      rounds per network (default 5)
 #   --epochs N   epochs per run (default 3)
 #   --threads N  threads for every program (default: the number of cores)
+#   --kernels K  mlp's backend (auto, portable, avx2, avx512; default auto). For PyTorch capped at AVX2
+#                as well, set ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 in the environment
+#   --busy       keep one core busy (`yes >/dev/null`) for the whole benchmark, as a browser tab or a
+#                compile would
 # Needs: cargo (builds target/release/mlp and the Rust peers), or MLP=/path/to/mlp.
 set -euo pipefail
 
@@ -23,18 +27,27 @@ root="$(dirname "$here")"
 runs=5
 epochs=3
 threads=$(nproc 2>/dev/null || echo 1)
+busy=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) runs="$2"; shift 2 ;;
         --epochs) epochs="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
+        --kernels) export MLP_KERNELS="$2"; shift 2 ;;
+        --busy) busy=1; shift ;;
         *) echo "bench_peers.sh: unknown argument '$1' (see the usage at the top of the script)" >&2; exit 2 ;;
     esac
 done
 
 if [ -z "${MLP:-}" ]; then
     cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-    MLP="$root/target/release/mlp"
+    MLP="${CARGO_TARGET_DIR:-$root/target}/release/mlp"
+fi
+if [ "$busy" = 1 ]; then
+    yes >/dev/null &
+    busy_pid=$!
+    trap 'kill "$busy_pid" 2>/dev/null' EXIT
+    echo "bench_peers.sh: one core kept busy (yes, pid $busy_pid)" >&2
 fi
 
 # The peers that can run here, by name.
