@@ -1,5 +1,5 @@
 //! The input batch: a network's first layer sees raw pixels and how they are normalised, not just an f32
-//! matrix, so that a Linear layer can skip the zero pixels exactly (see [`crate::sparse`]).
+//! matrix, so that a Linear layer can skip the zero pixels exactly (see [`crate::kernels::Grouped`]).
 //!
 //! Pixels `p` are normalised as the reference framework does, `x = (p - 128) / 255`, which is
 //! `p / 255 + OFFSET` with `OFFSET = -128/255`. A batch holds `x` dense or, when few enough pixels are

@@ -21,8 +21,7 @@ pub struct Split {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
     pub width: usize,
-    /// Pixels per row of an image (the IDX file's last dimension), for the sparse path's squares of
-    /// neighbouring pixels ([`crate::sparse::Squares`]); `width` when the rows are not known.
+    /// Pixels per row of an image (the IDX file's last dimension); `width` when the rows are not known.
     pub line: usize,
 }
 

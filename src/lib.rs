@@ -1,8 +1,16 @@
 //! `mlp`: multilayer perceptrons on MNIST-style data, from a one-line layer spec, trained with SGD,
 //! momentum and weight decay exactly as the reference framework of the course report does.
 //!
-//! The dependency direction is one way: `cli` → `run` → `train` → `network` → `layers` / `loss` /
-//! `optim`, with `data` and `idx` below `train` and `output` beside `run`.
+//! The data flows one way:
+//!
+//! ```text
+//! flags (cli) -> checked config -> run folder (run, output) -> training loop (train)
+//!   -> network plan (network) -> layers (layers, activation), loss, optimiser (optim) -> kernels
+//! ```
+//!
+//! with `spec` the layer grammar as plain data, `data`, `idx` and `batch` below the loop, and `kernels`
+//! at the bottom: the arithmetic, one source per kernel instantiated for each instruction set, which
+//! gives the same numbers on every backend and thread count.
 
 pub mod activation;
 pub mod alloc;

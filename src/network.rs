@@ -318,13 +318,17 @@ impl Network {
             }
             Op::Elementwise(act) => {
                 let inp = dense_input();
-                kernels::with_backend(backend, #[inline(always)] || {
-                    for (inp, mut out) in inp.rows().into_iter().zip(out.rows_mut()) {
-                        let out = out.as_slice_mut().expect("rows");
-                        out.copy_from_slice(inp.to_slice().expect("rows"));
-                        act.apply(out);
-                    }
-                });
+                kernels::with_backend(
+                    backend,
+                    #[inline(always)]
+                    || {
+                        for (inp, mut out) in inp.rows().into_iter().zip(out.rows_mut()) {
+                            let out = out.as_slice_mut().expect("rows");
+                            out.copy_from_slice(inp.to_slice().expect("rows"));
+                            act.apply(out);
+                        }
+                    },
+                );
             }
             Op::Opaque => self.layers[i].forward(dense_input(), out),
         }
@@ -385,15 +389,19 @@ impl Network {
             }
             Op::Elementwise(act) => {
                 if let Some(mut dinp) = dinp {
-                    kernels::with_backend(backend, #[inline(always)] || {
-                        for ((o, g), mut d) in
-                            out.rows().into_iter().zip(dout.rows()).zip(dinp.rows_mut())
-                        {
-                            let d = d.as_slice_mut().expect("rows");
-                            d.copy_from_slice(g.to_slice().expect("rows"));
-                            act.through(o.to_slice().expect("rows"), d);
-                        }
-                    });
+                    kernels::with_backend(
+                        backend,
+                        #[inline(always)]
+                        || {
+                            for ((o, g), mut d) in
+                                out.rows().into_iter().zip(dout.rows()).zip(dinp.rows_mut())
+                            {
+                                let d = d.as_slice_mut().expect("rows");
+                                d.copy_from_slice(g.to_slice().expect("rows"));
+                                act.through(o.to_slice().expect("rows"), d);
+                            }
+                        },
+                    );
                 }
             }
             Op::Opaque => {

@@ -61,18 +61,23 @@ impl Sgd {
         g: ArrayView2<f32>,
         mut v: ArrayViewMut2<f32>,
     ) {
-        with_backend(backend, #[inline(always)] || {
-            for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut()) {
-                let (p, g, v) = (
-                    p.as_slice_mut().expect("rows by contiguous floats"),
-                    g.to_slice().expect("rows by contiguous floats"),
-                    v.as_slice_mut().expect("rows by contiguous floats"),
-                );
-                for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
-                    self.update(p, g, v);
+        with_backend(
+            backend,
+            #[inline(always)]
+            || {
+                for ((mut p, g), mut v) in p.rows_mut().into_iter().zip(g.rows()).zip(v.rows_mut())
+                {
+                    let (p, g, v) = (
+                        p.as_slice_mut().expect("rows by contiguous floats"),
+                        g.to_slice().expect("rows by contiguous floats"),
+                        v.as_slice_mut().expect("rows by contiguous floats"),
+                    );
+                    for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+                        self.update(p, g, v);
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     #[inline(always)]

@@ -45,33 +45,45 @@ pub fn column_sums<'r>(
     rows: impl Iterator<Item = &'r [f32]>,
     sums: &mut [f32],
 ) {
-    with_backend(backend, #[inline(always)] || {
-        sums.copy_from_slice(init);
-        for row in rows {
-            for (s, &x) in sums.iter_mut().zip(row) {
-                *s = scale.mul_add(x, *s);
+    with_backend(
+        backend,
+        #[inline(always)]
+        || {
+            sums.copy_from_slice(init);
+            for row in rows {
+                for (s, &x) in sums.iter_mut().zip(row) {
+                    *s = scale.mul_add(x, *s);
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// `sums = Σ rows`, from zero, row after row (a bias gradient).
 pub fn add_rows<'r>(backend: Backend, rows: impl Iterator<Item = &'r [f32]>, sums: &mut [f32]) {
-    with_backend(backend, #[inline(always)] || {
-        sums.fill(0.0);
-        for row in rows {
-            for (s, &x) in sums.iter_mut().zip(row) {
-                *s += x;
+    with_backend(
+        backend,
+        #[inline(always)]
+        || {
+            sums.fill(0.0);
+            for row in rows {
+                for (s, &x) in sums.iter_mut().zip(row) {
+                    *s += x;
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// `out = scale · x`.
 pub fn scale_into(backend: Backend, scale: f32, x: &[f32], out: &mut [f32]) {
-    with_backend(backend, #[inline(always)] || {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = scale * x;
-        }
-    })
+    with_backend(
+        backend,
+        #[inline(always)]
+        || {
+            for (o, &x) in out.iter_mut().zip(x) {
+                *o = scale * x;
+            }
+        },
+    )
 }
