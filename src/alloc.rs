@@ -3,7 +3,7 @@
 //!
 //! Why: the weight matrices are read in 64-byte vectors, and a vector that straddles two cache lines
 //! costs two loads. glibc places large blocks 16 bytes past a page boundary, so every AVX-512 load of
-//! a weight row straddled; aligned, the sparse kernel ran 1.6x faster (measured on MLP1's first layer).
+//! a weight row would straddle two lines.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

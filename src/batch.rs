@@ -14,14 +14,9 @@ use crate::kernels::Grouped;
 /// The constant part of every normalised pixel: `x = p / 255 + OFFSET`.
 pub const OFFSET: f32 = -128.0 / 255.0;
 
-/// Share of nonzero pixels below which the first layer takes the sparse path. Measured on this project's
-/// 2-core AVX-512 machine (README, Performance): its work grows with the density and the dense path's
-/// does not. With MNIST made denser by random nonzero pixels (which also spoils the squares' shared
-/// pixels, so this errs towards the dense path), `mlp bench --epochs 1`, medians of 3 alternated runs,
-/// sparse against dense: MLP1 0.152/0.211 s at 0.25, 0.186/0.213 at 0.30, 0.195/0.196 at 0.35,
-/// 0.227/0.241 at 0.40, 0.239/0.181 at 0.50; MLP2 0.585/0.600 at 0.30, 0.639/0.633 at 0.40,
-/// 0.653/0.595 at 0.50. So the break-even lies between 0.35 and 0.45; a denser set such as
-/// Fashion-MNIST (about 0.5) takes the dense path.
+/// Share of nonzero pixels below which the first layer takes the sparse path: the sparse path's work
+/// grows with the density and the dense path's does not (the break-even is measured in
+/// docs/performance.md). MNIST is about 0.19; Fashion-MNIST, about 0.5, takes the dense path.
 pub const SPARSE_MAX_DENSITY: f64 = 0.35;
 
 /// Which path the first layer takes.
@@ -30,10 +25,12 @@ pub const SPARSE_MAX_DENSITY: f64 = 0.35;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum InputPath {
-    /// Sparse when a batch's density is below [`SPARSE_MAX_DENSITY`], dense otherwise.
+    /// Sparse when under 35% of a batch's pixels are nonzero (as in MNIST), dense otherwise
     #[default]
     Auto,
+    /// Every pixel through the dense product
     Dense,
+    /// Only the nonzero pixels, whatever the density
     Sparse,
 }
 
@@ -124,7 +121,7 @@ impl InputBatch {
         let image = |i: u32| &split.images[i as usize * width..][..width];
         self.sparse = self.path != InputPath::Dense;
         // Shuffled images are scattered over the data set: ask for all their cache lines at once
-        // (measured: building the batch was otherwise bound by memory latency).
+        // (building the batch is otherwise bound by memory latency).
         for &i in indices {
             prefetch(image(i));
         }

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod error;
 pub mod eval;

@@ -2,10 +2,8 @@
 //! against, and a check of what a second thread can add.
 //!
 //! Twelve independent chains of vector FMAs on registers, nothing loaded or stored: one thread alone,
-//! then every thread at once. On the 2-vCPU Xeon VM this project is measured on, one thread reaches
-//! 5.2-5.5 G AVX-512 FMAs a second. Two at once usually reach that each, but not always: in two of
-//! a dozen measurements one or both got 2.7-2.9 (the two vCPUs then sat on one physical core's two
-//! hyperthreads, sharing its vector units), one reason the same binary's two-thread epoch varies here.
+//! then every thread at once. Two virtual CPUs that share one physical core's vector units show here as
+//! two threads that each reach half of one alone.
 
 use std::sync::Barrier;
 use std::time::Instant;

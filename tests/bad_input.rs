@@ -486,3 +486,47 @@ fn run_names_are_one_folder_name() {
     }
     assert!(!d.join("victim").exists() && !d.join("runs").exists());
 }
+
+#[test]
+fn clap_errors_name_what_is_missing_and_suggest_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["plot", "runs/a"],
+            "error: the following required arguments were not provided: --out <FILE> (see 'mlp plot --help')",
+        ),
+        (
+            &["train", "--loss", "cross_entropy"],
+            "error: invalid value 'cross_entropy' for '--loss <LOSS>'; [possible values: mse, ce]",
+        ),
+        (
+            &["train", "--max-epochs", "2"],
+            "error: unexpected argument '--max-epochs' found; tip: a similar argument exists: '--max-epoch' (see 'mlp train --help')",
+        ),
+        (&["trian"], "error: unrecognized subcommand 'trian'; tip: a similar subcommand exists: 'train' (see 'mlp --help')"),
+    ];
+    for (args, expected) in cases {
+        check(dir.path(), args, 2, expected);
+    }
+    // Bare `mlp` lists the commands.
+    let out = mlp(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for command in ["train", "bench", "summarize", "plot", "eval", "predict", "export"] {
+        assert!(err.contains(&format!("  {command} ")), "{command} in {err}");
+    }
+}
+
+#[test]
+fn help_says_what_a_user_needs_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = common::stdout(&mlp(dir.path(), &["train", "--help"]));
+    assert!(!help.contains("[`"), "rustdoc link in --help: {help}");
+    assert!(help.contains("model.ckpt"), "{help}");
+    for kind in ["tanh,NAME", "leaky_relu,NAME"] {
+        assert!(help.contains(kind), "{kind} in {help}");
+    }
+    for line in help.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: {line}");
+    }
+}

@@ -1,0 +1,43 @@
+//! Which threads and kernels a command runs on, chosen once at its start.
+
+use crate::error::{Error, Result};
+
+/// Sizes rayon's thread pool once, before any parallel kernel runs.
+pub fn configure_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::usage("--threads", format!("cannot start {threads} threads: {e}")))
+}
+
+/// Runs `work` on one of rayon's threads rather than on the main thread, so that a run keeps to
+/// `--threads` busy threads: called from outside the pool, every parallel kernel would hand its work to
+/// the pool and put the main thread to sleep.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
+}
+
+/// Chooses the process's kernels: `--kernels`, else `MLP_KERNELS`, else the best this CPU has. A
+/// backend the CPU lacks, or an unknown `MLP_KERNELS`, is a usage error.
+pub fn choose_kernels(flag: Option<crate::kernels::Choice>) -> Result<crate::kernels::Backend> {
+    use crate::kernels::{Choice, ENV};
+    let (choice, source) = match flag {
+        Some(choice) => (choice, "--kernels"),
+        None => match Choice::from_env() {
+            Some(choice) => (choice.map_err(|e| Error::usage(ENV, e))?, ENV),
+            None => (Choice::Auto, "--kernels"),
+        },
+    };
+    let backend = choice.resolve().map_err(|e| Error::usage(source, e))?;
+    crate::kernels::set(backend);
+    Ok(backend)
+}
+
+/// `--threads`, or every core when not given.
+pub fn thread_count(threads: Option<usize>) -> Result<usize> {
+    match threads {
+        Some(0) => Err(Error::usage("--threads", "must be at least 1, got 0")),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
