@@ -107,10 +107,10 @@ pub fn bench(
     let start = Instant::now();
     let data = Dataset::load(data_dir)?;
     let load_s = start.elapsed().as_secs_f64();
-    spec.check_data(data.input_width(), data.classes)?;
+    let capacity = crate::fit::capacity(settings.batch_size, data.test.len());
+    crate::fit::check(spec, &data, capacity)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let capacity = settings.batch_size.max(1000.min(data.test.len()));
     let mut network = Network::from_spec(spec, &mut rng, capacity);
     let names: Vec<String> = spec.layers().iter().map(|l| l.name().to_string()).collect();
     let path = network.input_path(settings.input_path);

@@ -102,6 +102,25 @@ impl Dataset {
         })
     }
 
+    /// Checks that a network with `outputs` outputs can take every training label; a label beyond them
+    /// is named by file, index and value (it is more often a stray byte than a wrong spec).
+    pub fn check_labels_fit(&self, outputs: usize) -> Result<()> {
+        if self.classes <= outputs {
+            return Ok(());
+        }
+        let (i, label) = (self.train.labels.iter().enumerate())
+            .find(|&(_, &l)| l as usize >= outputs)
+            .expect("some label reaches the class count");
+        Err(Error::data(
+            find(&self.dir, TRAIN_LABELS)?,
+            format!(
+                "label {label} at index {i} is outside the network's {outputs} outputs (0..={}); \
+                 fix the label or give the last layer more outputs",
+                outputs.saturating_sub(1)
+            ),
+        ))
+    }
+
     /// Pixels per image.
     pub fn input_width(&self) -> usize {
         self.train.width
@@ -114,7 +133,9 @@ pub fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     let plain = dir.join(stem);
     [gz, plain]
         .into_iter()
-        .find(|p| p.exists())
+        // An entry that is there but cannot be read (a dangling link, a symlink loop) is found, so
+        // that reading it says what is wrong.
+        .find(|p| p.symlink_metadata().is_ok())
         .ok_or_else(|| Error::data(dir, format!("no {stem} or {stem}.gz in the data folder")))
 }
 

@@ -27,13 +27,49 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// The most data one IDX file may hold: beyond it a header is taken to be wrong rather than read.
+pub const MAX_DATA: usize = 1 << 32;
+
 /// Reads the IDX file at `path`, which must hold unsigned bytes in `want_dims` dimensions.
 pub fn read_idx(path: &Path, want_dims: u8) -> Result<IdxArray> {
-    if path.is_dir() {
-        return Err(Error::data(path, "is a directory, expected an IDX file"));
-    }
-    let raw = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let raw = read_regular(path, "an IDX file")?;
     decode(&raw, want_dims).map_err(|problem| Error::data(path, problem))
+}
+
+/// The bytes of the regular file at `path` (after following symlinks). A FIFO, device or folder is
+/// refused before it is opened, since reading one could block forever; `expected` names what was wanted.
+pub fn read_regular(path: &Path, expected: &str) -> Result<Vec<u8>> {
+    let kind = fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .file_type();
+    if kind.is_file() {
+        return fs::read(path).map_err(|e| Error::io(path, e));
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        special_kind(kind)
+    };
+    Err(Error::data(path, format!("is {what}, expected {expected}")))
+}
+
+#[cfg(unix)]
+fn special_kind(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: fs::FileType) -> &'static str {
+    "not a regular file"
 }
 
 /// Decodes an IDX file's bytes (gzipped or plain); the error says what is wrong with them.
@@ -98,13 +134,14 @@ fn decode_stream(
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("the header's sizes {shape} overflow"))?;
-    // `take` bounds the read, so a header that lies about its size cannot make us allocate for it.
-    let mut data = Vec::new();
-    reader
-        .by_ref()
-        .take(expected as u64)
-        .read_to_end(&mut data)
-        .map_err(fail)?;
+    if expected > MAX_DATA {
+        return Err(format!(
+            "the header claims {shape} = {expected} bytes of data, more than the {} GiB an IDX file \
+             may hold here; is the header right?",
+            MAX_DATA >> 30
+        ));
+    }
+    let data = read_claimed(&mut reader, expected, &shape, read_error)?;
     if data.len() < expected {
         return Err(format!(
             "truncated: the header promises {expected} bytes of data ({shape}), the file holds {}",
@@ -118,6 +155,35 @@ fn decode_stream(
         ));
     }
     Ok(IdxArray { dims, data })
+}
+
+/// Up to `expected` bytes, allocated as they arrive (so that a header that lies about its size costs
+/// no memory for it), with a clear error if they do not fit in memory.
+fn read_claimed(
+    reader: &mut impl Read,
+    expected: usize,
+    shape: &str,
+    read_error: &str,
+) -> Result<Vec<u8>, String> {
+    const CHUNK: usize = 1 << 24;
+    let mut data = Vec::new();
+    while data.len() < expected {
+        let want = CHUNK.min(expected - data.len());
+        data.try_reserve(want).map_err(|_| {
+            format!(
+                "not enough memory for the {expected} bytes of data the header claims ({shape})"
+            )
+        })?;
+        let got = reader
+            .by_ref()
+            .take(want as u64)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{read_error}: {e}"))?;
+        if got == 0 {
+            break;
+        }
+    }
+    Ok(data)
 }
 
 /// Like `read_exact`, but returns how many bytes were read instead of failing at end of file.

@@ -11,12 +11,10 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::network::Network;
 use crate::output::config::RunConfig;
-use crate::run::{CONFIG_FILE, MODEL_FILE};
+use crate::run_folder::{CONFIG_FILE, MODEL_FILE, file_in};
 use crate::spec::NetSpec;
 
-/// Rows per forward pass when evaluating or predicting: larger than a training batch for speed. The mean
-/// loss and accuracy do not depend on it beyond float rounding, and training and `mlp eval` use the same.
-pub const EVAL_BATCH: usize = 1000;
+pub use crate::fit::EVAL_BATCH;
 
 pub struct Model {
     pub dir: PathBuf,
@@ -29,8 +27,8 @@ pub struct Model {
 impl Model {
     /// Loads the run in `dir`; batches of up to `capacity` rows.
     pub fn load(dir: &Path, capacity: usize) -> Result<Model> {
+        let ckpt_path = file_in(dir, MODEL_FILE)?;
         let config = RunConfig::load(&dir.join(CONFIG_FILE))?;
-        let ckpt_path = dir.join(MODEL_FILE);
         let checkpoint = Checkpoint::load(&ckpt_path)?;
         let spec: NetSpec = checkpoint
             .header

@@ -1,7 +1,6 @@
 //! `mlp predict`: classify images with a saved model. Images come from IDX files (every image in them)
 //! or PGM files (binary `P5` or text `P2`, 8-bit), which must have the model's input size.
 
-use std::fs;
 use std::path::PathBuf;
 
 use crate::data::Split;
@@ -20,7 +19,16 @@ pub fn read_inputs(files: &[PathBuf], width: usize) -> Result<Inputs> {
     let mut images = Vec::new();
     let mut origins = Vec::new();
     for path in files {
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = idx::read_regular(path, "an IDX or PGM file")?;
+        if let Some(format) = other_image_format(&bytes) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "is a {format} image; predict reads IDX images (plain or .gz) and 8-bit PGM \
+                     (convert it first, e.g. with ImageMagick: convert IN -colorspace gray -depth 8 OUT.pgm)"
+                ),
+            ));
+        }
         let (count, pixels) = if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
             (
                 1,
@@ -52,6 +60,21 @@ pub fn read_inputs(files: &[PathBuf], width: usize) -> Result<Inputs> {
     })
 }
 
+/// The name of a common image format that `bytes` starts like, other than PGM.
+fn other_image_format(bytes: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 5] = [
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"\xff\xd8\xff", "JPEG"),
+        (b"GIF8", "GIF"),
+        (b"BM", "BMP"),
+        (b"P6", "colour PPM"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+        .map(|&(_, name)| name)
+}
+
 /// An 8-bit PGM (`P5` binary or `P2` text) of exactly `width` pixels.
 pub fn decode_pgm(bytes: &[u8], width: usize) -> std::result::Result<Vec<u8>, String> {
     // The header is 4 whitespace-separated tokens (magic, width, height, maxval), comments from '#'.
@@ -68,7 +91,8 @@ pub fn decode_pgm(bytes: &[u8], width: usize) -> std::result::Result<Vec<u8>, St
             }
         }
         let start = at;
-        while at < bytes.len() && !bytes[at].is_ascii_whitespace() {
+        // A comment may follow a token directly, even the magic ("P5#...").
+        while at < bytes.len() && !bytes[at].is_ascii_whitespace() && bytes[at] != b'#' {
             at += 1;
         }
         if start == at {
@@ -127,6 +151,8 @@ mod tests {
     fn pgm_binary_and_text() {
         let p5 = b"P5\n# a comment\n2 2\n255\n\x00\x80\xff\x10";
         assert_eq!(decode_pgm(p5, 4).unwrap(), vec![0, 128, 255, 16]);
+        let tight = b"P5#c\n2 2#d\n255\n\x00\x80\xff\x10";
+        assert_eq!(decode_pgm(tight, 4).unwrap(), vec![0, 128, 255, 16]);
         let p2 = b"P2 2 2 15\n0 15\n 8 1\n";
         assert_eq!(decode_pgm(p2, 4).unwrap(), vec![0, 255, 136, 17]);
         assert!(

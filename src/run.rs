@@ -22,11 +22,9 @@ use crate::train::{
     GradNormRecord, Observer, Outcome, Settings, Status, StepRecord, TestRecord, train,
 };
 
-pub const METRICS_FILE: &str = "metrics.csv";
-pub const SUMMARY_FILE: &str = "summary.csv";
-pub const CONFIG_FILE: &str = "config.json";
-pub const GRAD_NORMS_FILE: &str = "grad_norms.csv";
-pub const MODEL_FILE: &str = "model.ckpt";
+pub use crate::run_folder::{
+    CONFIG_FILE, GRAD_NORMS_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
+};
 
 /// A validated `mlp train` invocation.
 #[derive(Debug, Clone)]
@@ -54,7 +52,8 @@ pub struct TrainConfig {
 /// (say, a full disk) marks its config `failed` if it still can.
 pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
     let data = Dataset::load(&cfg.data_dir)?;
-    cfg.spec.check_data(data.input_width(), data.classes)?;
+    let capacity = crate::fit::capacity(cfg.settings.batch_size, data.test.len());
+    crate::fit::check(&cfg.spec, &data, capacity)?;
     if cfg.settings.batch_size > data.train.len() {
         return Err(Error::usage(
             "--batch-size",
@@ -141,9 +140,6 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
     }
     finished
 }
-
-/// The file whose exclusive lock a training holds on its run folder, with the holder's process id.
-pub const LOCK_FILE: &str = "run.lock";
 
 /// Takes the run folder's lock (creating the folder), or says which process holds it: two processes
 /// appending to one run's files would lose rows.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::reference;
-use crate::run::SUMMARY_FILE;
+use crate::run_folder::SUMMARY_FILE;
 
 /// One run's summary: its header and values as written, and the numbers the table shows.
 #[derive(Debug, Clone)]

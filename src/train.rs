@@ -16,7 +16,6 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
 use crate::loss::Loss;
-use crate::model::EVAL_BATCH;
 use crate::network::{Network, UpdatePlan};
 use crate::optim::Sgd;
 use crate::spec::NetSpec;
@@ -142,7 +141,7 @@ pub fn train(
 ) -> Result<Outcome> {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let width = data.input_width();
-    let capacity = settings.batch_size.max(EVAL_BATCH.min(data.test.len()));
+    let capacity = crate::fit::capacity(settings.batch_size, data.test.len());
     let mut network = Network::from_spec(spec, &mut rng, capacity);
 
     let train = &data.train;

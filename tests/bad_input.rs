@@ -347,7 +347,7 @@ fn a_full_disk_is_an_error_naming_the_file() {
         dir.path(),
         &args,
         1,
-        "error: run/config.json.tmp: No space left on device",
+        "error: run/config.json: No space left on device",
     );
 }
 
@@ -503,7 +503,10 @@ fn clap_errors_name_what_is_missing_and_suggest_the_fix() {
             &["train", "--max-epochs", "2"],
             "error: unexpected argument '--max-epochs' found; tip: a similar argument exists: '--max-epoch' (see 'mlp train --help')",
         ),
-        (&["trian"], "error: unrecognized subcommand 'trian'; tip: a similar subcommand exists: 'train' (see 'mlp --help')"),
+        (
+            &["trian"],
+            "error: unrecognized subcommand 'trian'; tip: a similar subcommand exists: 'train' (see 'mlp --help')",
+        ),
     ];
     for (args, expected) in cases {
         check(dir.path(), args, 2, expected);
@@ -512,7 +515,15 @@ fn clap_errors_name_what_is_missing_and_suggest_the_fix() {
     let out = mlp(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    for command in ["train", "bench", "summarize", "plot", "eval", "predict", "export"] {
+    for command in [
+        "train",
+        "bench",
+        "summarize",
+        "plot",
+        "eval",
+        "predict",
+        "export",
+    ] {
         assert!(err.contains(&format!("  {command} ")), "{command} in {err}");
     }
 }
@@ -529,4 +540,181 @@ fn help_says_what_a_user_needs_in_plain_words() {
     for line in help.lines() {
         assert!(line.chars().count() <= 100, "over 100 columns: {line}");
     }
+}
+
+/// A data folder `toy/` in `d` (with FIT's shape), and a trained run `run/` on it.
+fn trained_run(d: &Path) {
+    fs::create_dir_all(d.join("toy")).unwrap();
+    write_toy_dataset(&d.join("toy"), 100, 20, 4);
+    let out = mlp(
+        d,
+        &[
+            "train",
+            "-q",
+            "--data",
+            "toy",
+            "--max-epoch",
+            "1",
+            "--layer",
+            FIT,
+            "--out",
+            "run",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn files_that_are_not_regular_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_run(d);
+    let mkfifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+    };
+    // A FIFO as a data file, and a symlink loop: both would otherwise block or mislead.
+    fs::create_dir(d.join("fifo")).unwrap();
+    write_toy_dataset(&d.join("fifo"), 100, 20, 4);
+    fs::remove_file(d.join("fifo/train-images-idx3-ubyte")).unwrap();
+    mkfifo(&d.join("fifo/train-images-idx3-ubyte"));
+    let train = ["train", "-q", "--data", "fifo", "--layer", FIT];
+    check(
+        d,
+        &train,
+        1,
+        "error: fifo/train-images-idx3-ubyte: is a FIFO (named pipe), expected an IDX file",
+    );
+    fs::create_dir(d.join("looped")).unwrap();
+    write_toy_dataset(&d.join("looped"), 100, 20, 4);
+    let labels = d.join("looped/t10k-labels-idx1-ubyte");
+    fs::remove_file(&labels).unwrap();
+    std::os::unix::fs::symlink("t10k-labels-idx1-ubyte", &labels).unwrap();
+    let train = ["train", "-q", "--data", "looped", "--layer", FIT];
+    check(
+        d,
+        &train,
+        1,
+        "error: looped/t10k-labels-idx1-ubyte: Too many levels of symbolic links",
+    );
+    // The same for predict's inputs.
+    mkfifo(&d.join("digit.pgm"));
+    check(
+        d,
+        &["predict", "run", "digit.pgm"],
+        1,
+        "error: digit.pgm: is a FIFO (named pipe), expected an IDX or PGM file",
+    );
+    check(
+        d,
+        &["predict", "run", "toy"],
+        1,
+        "error: toy: is a directory",
+    );
+}
+
+#[test]
+fn data_that_cannot_fit_is_named_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 2000, 20, 4);
+    // 2000 rows of a ten-million-wide layer: hundreds of GiB of activations.
+    let wide = "linear,fc1,16,10000000,0.01; relu,r; linear,fc2,10000000,4,0.01";
+    let args = [&TRAIN_HERE[..], &["--layer", wide, "--batch-size", "2000"]].concat();
+    check(d, &args, 2, "error: --layer: the run needs about ");
+    let err = stderr(&mlp(d, &args));
+    assert!(
+        err.contains("layer fc1's") && err.contains("GiB of memory available"),
+        "{err}"
+    );
+    // A stray label is named by file, index and value, not blamed on the spec.
+    let mut labels = fs::read(d.join("train-labels-idx1-ubyte")).unwrap();
+    labels[8 + 5] = 200;
+    fs::write(d.join("train-labels-idx1-ubyte"), labels).unwrap();
+    check(
+        d,
+        &[&TRAIN_HERE[..], &["--layer", FIT]].concat(),
+        1,
+        "error: ./train-labels-idx1-ubyte: label 200 at index 5 is outside the network's 4 outputs (0..=3)",
+    );
+}
+
+#[test]
+fn a_header_that_claims_more_than_the_bytes_is_refused_without_reading_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 100, 20, 4);
+    let path = d.join("train-images-idx3-ubyte");
+    fs::remove_file(&path).unwrap();
+    // 2^32-1 images of 4x4 claimed, 100 given.
+    let mut claims = encode(&[100, 4, 4], &[3; 1600]);
+    claims[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    fs::write(d.join("train-images-idx3-ubyte.gz"), gzip(&claims)).unwrap();
+    let args = [&TRAIN_HERE[..], &["--layer", FIT]].concat();
+    check(
+        d,
+        &args,
+        1,
+        "error: ./train-images-idx3-ubyte.gz: the header claims 4294967295x4x4 = 68719476720 bytes of data, more than the 4 GiB",
+    );
+    // A claim within bounds but beyond the bytes is a truncation, found as the data arrives.
+    claims[4..8].copy_from_slice(&(1u32 << 24).to_be_bytes());
+    fs::write(d.join("train-images-idx3-ubyte.gz"), gzip(&claims)).unwrap();
+    check(
+        d,
+        &args,
+        1,
+        "error: ./train-images-idx3-ubyte.gz: truncated: the header promises 268435456 bytes of data (16777216x4x4), the file holds 1600",
+    );
+}
+
+#[test]
+fn saved_model_commands_say_when_a_folder_is_not_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_run(d);
+    fs::create_dir(d.join("plain")).unwrap();
+    fs::create_dir(d.join("fresh")).unwrap();
+    fs::copy(d.join("run/config.json"), d.join("fresh/config.json")).unwrap();
+    let not_run = "error: plain: not a run folder (no config.json)";
+    check(d, &["eval", "plain"], 1, not_run);
+    check(d, &["predict", "plain", "x.pgm"], 1, not_run);
+    check(d, &["export", "plain"], 1, not_run);
+    check(
+        d,
+        &["eval", "fresh"],
+        1,
+        "error: fresh: the run has no model.ckpt",
+    );
+    check(
+        d,
+        &["export", "run", "--out", "plain"],
+        1,
+        "error: plain: is a folder",
+    );
+    let left: Vec<_> = fs::read_dir(d.join("plain")).unwrap().collect();
+    assert!(left.is_empty(), "export left {left:?}");
+    assert!(!d.join("plain.tmp").exists());
+}
+
+#[test]
+fn predict_reads_pgm_however_its_header_is_spaced_and_names_other_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_run(d);
+    fs::write(
+        d.join("tight.pgm"),
+        b"P5#made by hand\n4 4#size\n255\n0123456789abcdef",
+    )
+    .unwrap();
+    let out = mlp(d, &["predict", "run", "tight.pgm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(common::stdout(&out).starts_with("tight.pgm[0]: "));
+    fs::write(d.join("digit.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    check(
+        d,
+        &["predict", "run", "digit.png"],
+        1,
+        "error: digit.png: is a PNG image; predict reads IDX images (plain or .gz) and 8-bit PGM",
+    );
 }

@@ -207,9 +207,9 @@ fn plot_and_summarize_refuse_bad_input_in_one_line() {
         ),
         (vec!["summarize", "."], 1, "error: .: holds no summary.csv"),
         (
-            vec!["plot", ".", "--out", "x.jpg"],
+            vec!["plot", ".", "--out", "x.png"],
             1,
-            "error: ./metrics.csv:",
+            "error: .: not a run folder (no config.json)",
         ),
         (
             vec!["plot", "--sigmoid", "--out", "x.jpg"],
@@ -224,7 +224,7 @@ fn plot_and_summarize_refuse_bad_input_in_one_line() {
         (
             vec!["plot", "--grad-norms", ".", "--out", "x.png"],
             1,
-            "error: ./grad_norms.csv: not found: train with --grad-norms",
+            "error: .: not a run folder (no config.json)",
         ),
     ];
     for (args, code, expected) in cases {

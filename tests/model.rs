@@ -202,7 +202,7 @@ fn saved_model_errors_are_one_line() {
         (
             vec!["eval", "data"],
             1,
-            "error: data/config.json: No such file or directory",
+            "error: data: not a run folder (no config.json)",
         ),
         (
             vec!["predict", "run", "big.pgm"],

@@ -103,7 +103,7 @@ impl TrainArgs {
 
     /// The configuration of the run in `dir`, from its config.json, to continue it.
     fn resume_config(self, dir: PathBuf, command: Vec<String>) -> Result<TrainConfig> {
-        let path = dir.join(crate::run::CONFIG_FILE);
+        let path = dir.join(crate::run_folder::CONFIG_FILE);
         if !path.exists() {
             return Err(Error::usage(
                 "--resume",

@@ -4,16 +4,19 @@ use std::io::Write;
 
 use crate::cli::args::EvalArgs;
 use crate::error::Result;
+use crate::run_folder::{CONFIG_FILE, MODEL_FILE, file_in};
 
 pub fn run(args: EvalArgs) -> Result<u8> {
-    use crate::model::{EVAL_BATCH, Model};
-    let probe = crate::output::config::RunConfig::load(&args.run.join(crate::run::CONFIG_FILE))?;
+    use crate::model::Model;
+    let config = file_in(&args.run, CONFIG_FILE)?;
+    file_in(&args.run, MODEL_FILE)?;
+    let probe = crate::output::config::RunConfig::load(&config)?;
     let data_dir = args.data.clone().unwrap_or_else(|| probe.data.clone());
     let data = crate::data::Dataset::load(&data_dir)?;
     // The chunking of the training run's own evaluation, so the numbers match it exactly.
-    let capacity = probe.batch_size.max(EVAL_BATCH.min(data.test.len()));
+    let capacity = crate::fit::capacity(probe.batch_size, data.test.len());
     let mut model = Model::load(&args.run, capacity)?;
-    model.spec.check_data(data.input_width(), data.classes)?;
+    crate::fit::check(&model.spec, &data, capacity)?;
     let mut batch = model.batch(capacity);
     let loss = model.loss();
     let result = crate::eval::evaluate(

@@ -6,7 +6,7 @@ use crate::cli::args::PlotArgs;
 use crate::error::{Error, Result};
 
 pub fn run(args: PlotArgs) -> Result<u8> {
-    use crate::plot::{Figure, draw, series};
+    use crate::plot::{Figure, series};
     let size = args
         .size
         .split_once('x')
@@ -32,8 +32,20 @@ pub fn run(args: PlotArgs) -> Result<u8> {
             .join(", ")
     };
     let title = args.title.clone().unwrap_or_else(names);
+    let draw = |figure: &Figure| -> Result<()> {
+        let left_out = crate::plot::left_out(figure);
+        if left_out > 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {left_out} points not drawn (not finite, beyond ±{:e}, or not positive on a \
+                 log axis)",
+                crate::plot::MAX_PLOTTED
+            );
+        }
+        crate::plot::draw(figure, &args.out, size)
+    };
     if args.sigmoid {
-        draw(&Figure::Sigmoid, &args.out, size)?;
+        draw(&Figure::Sigmoid)?;
     } else if args.grad_norms {
         let [run] = args.runs.as_slice() else {
             return Err(Error::usage(
@@ -42,29 +54,21 @@ pub fn run(args: PlotArgs) -> Result<u8> {
             ));
         };
         let layers = series::read_grad_norms(run)?;
-        draw(
-            &Figure::GradNorms {
-                layers: &layers,
-                title: &title,
-            },
-            &args.out,
-            size,
-        )?;
+        draw(&Figure::GradNorms {
+            layers: &layers,
+            title: &title,
+        })?;
     } else {
         let runs = args
             .runs
             .iter()
             .map(|r| series::read_run(r, args.smooth))
             .collect::<Result<Vec<_>>>()?;
-        draw(
-            &Figure::Curves {
-                runs: &runs,
-                log_loss: args.log_loss,
-                title: &title,
-            },
-            &args.out,
-            size,
-        )?;
+        draw(&Figure::Curves {
+            runs: &runs,
+            log_loss: args.log_loss,
+            title: &title,
+        })?;
     }
     let _ = writeln!(std::io::stdout(), "{}", args.out.display());
     Ok(0)

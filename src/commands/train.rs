@@ -30,7 +30,7 @@ pub fn run(args: TrainArgs, command: Vec<String>) -> Result<u8> {
             std::io::stderr(),
             "{}{signal}; every row so far is in {} (status: {:?})",
             outcome.stopped,
-            cfg.out_dir.join(crate::run::METRICS_FILE).display(),
+            cfg.out_dir.join(crate::run_folder::METRICS_FILE).display(),
             outcome.status
         );
     }

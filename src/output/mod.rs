@@ -18,6 +18,9 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::data(path, "is a folder; give a file name"));
+    }
     let tmp = temporary_path(path);
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
@@ -26,7 +29,7 @@ pub fn write_atomically(
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
+        return Err(Error::io(path, e));
     }
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

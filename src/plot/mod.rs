@@ -10,8 +10,11 @@ pub mod series;
 
 use std::path::Path;
 
+use image::ImageEncoder;
+
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 use series::{Points, RunCurves};
@@ -41,22 +44,38 @@ pub fn draw(figure: &Figure, out: &Path, size: (u32, u32)) -> Result<()> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let fail = |e: String| Error::data(out, format!("drawing failed: {e}"));
-    match ext.as_deref() {
+    // Drawn in memory, then written whole: a failed or interrupted plot leaves no partial image.
+    let bytes = match ext.as_deref() {
         Some("png") => {
-            let root = BitMapBackend::new(out, size).into_drawing_area();
-            draw_on(figure, &root).map_err(|e| fail(e.to_string()))?;
-            root.present().map_err(|e| fail(e.to_string()))
+            let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+                draw_on(figure, &root).map_err(|e| fail(e.to_string()))?;
+                root.present().map_err(|e| fail(e.to_string()))?;
+            }
+            let mut png = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut png)
+                .write_image(&rgb, size.0, size.1, image::ColorType::Rgb8)
+                .map_err(|e| fail(e.to_string()))?;
+            png
         }
         Some("svg") => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
-            draw_on(figure, &root).map_err(|e| fail(e.to_string()))?;
-            root.present().map_err(|e| fail(e.to_string()))
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                draw_on(figure, &root).map_err(|e| fail(e.to_string()))?;
+                root.present().map_err(|e| fail(e.to_string()))?;
+            }
+            svg.into_bytes()
         }
-        _ => Err(Error::usage(
-            "--out",
-            format!("{} must end in .png or .svg", out.display()),
-        )),
-    }
+        _ => {
+            return Err(Error::usage(
+                "--out",
+                format!("{} must end in .png or .svg", out.display()),
+            ));
+        }
+    };
+    crate::output::write_atomically(out, |w| w.write_all(&bytes))
 }
 
 type DrawResult<DB> =
@@ -71,17 +90,34 @@ fn draw_on<DB: DrawingBackend>(figure: &Figure, root: &DrawingArea<DB, Shift>) -
             title,
         } => {
             let root = titled(root, title)?;
+            // Many runs get one legend beside both charts, where it covers no curve.
+            let inside = runs.len() <= LEGEND_INSIDE_UP_TO;
+            let root = if inside {
+                root
+            } else {
+                let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+                let width = root.dim_in_pixel().0;
+                let (charts, legend) = root.split_horizontally(width - legend_width(&names, width));
+                legend_strip(&legend, &names)?;
+                charts
+            };
             let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
             let loss = |r: &RunCurves| (r.train_loss.clone(), r.test_loss.clone());
             let acc = |r: &RunCurves| (r.train_acc.clone(), r.test_acc.clone());
-            curves_panel(&left, runs, "loss", *log_loss, &loss)?;
-            curves_panel(&right, runs, "accuracy", false, &acc)
+            curves_panel(&left, runs, "loss", *log_loss, inside, &loss)?;
+            curves_panel(&right, runs, "accuracy", false, inside, &acc)
         }
         Figure::GradNorms { layers, title } => grad_norm_panel(&titled(root, title)?, layers),
         Figure::Sigmoid => sigmoid_panel(root),
     }
 }
 
+/// Runs up to this many are labelled inside each chart; more get a legend beside the charts.
+const LEGEND_INSIDE_UP_TO: usize = 4;
+const TITLE_LINES: usize = 3;
+
+/// Draws `title` across the top, wrapped at spaces into at most three lines that fit the width, and
+/// returns the area below it.
 fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -89,7 +125,103 @@ fn titled<DB: DrawingBackend>(
     if title.is_empty() {
         return Ok(root.clone());
     }
-    root.titled(title, ("sans-serif", 24))
+    let width = root.dim_in_pixel().0;
+    let style =
+        TextStyle::from(("sans-serif", 22).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let fits = |t: &str| {
+        root.estimate_text_size(t, &style)
+            .map_or(true, |(w, _)| w + 40 <= width)
+    };
+    let lines = wrap(title, &fits, TITLE_LINES);
+    let line_height = 28;
+    let (top, rest) = root.split_vertically(lines.len() as u32 * line_height + 12);
+    for (i, line) in lines.into_iter().enumerate() {
+        let y = 8 + i as i32 * line_height as i32;
+        top.draw(&Text::new(line, (width as i32 / 2, y), style.clone()))?;
+    }
+    Ok(rest)
+}
+
+/// `text` in lines that each satisfy `fits`, broken at spaces, at most `max_lines`; what does not fit
+/// is cut and ends in "...".
+fn wrap(text: &str, fits: &dyn Fn(&str) -> bool, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut words = text.split(' ').filter(|w| !w.is_empty()).peekable();
+    while let Some(word) = words.next() {
+        let mut line = word.to_string();
+        while let Some(next) = words.peek() {
+            let longer = format!("{line} {next}");
+            if !fits(&longer) {
+                break;
+            }
+            line = longer;
+            words.next();
+        }
+        let last = lines.len() + 1 == max_lines;
+        if !fits(&line) || (last && words.peek().is_some()) {
+            lines.push(cut(&line, fits));
+            break;
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// The longest start of `line` that fits with "..." after it.
+fn cut(line: &str, fits: &dyn Fn(&str) -> bool) -> String {
+    let mut end = line.len();
+    loop {
+        let candidate = format!("{}...", &line[..end]);
+        if end == 0 || fits(&candidate) {
+            return candidate;
+        }
+        end = line[..end].char_indices().last().map_or(0, |(i, _)| i);
+    }
+}
+
+/// The width of the legend strip for `names`: enough for the longest, at most a third of the figure.
+fn legend_width(names: &[&str], width: u32) -> u32 {
+    let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) as u32;
+    (longest * 8 + 60).min(width / 3)
+}
+
+/// A legend of one line sample and name per run, top to bottom; names that do not fit are cut.
+fn legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    names: &[&str],
+) -> DrawResult<DB> {
+    let (width, height) = area.dim_in_pixel();
+    let style =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let fits = |t: &str| {
+        area.estimate_text_size(t, &style)
+            .map_or(true, |(w, _)| w + 50 <= width)
+    };
+    let row = 18;
+    let rows = ((height as i32 - 40) / row).max(1) as usize;
+    for (i, name) in names.iter().enumerate() {
+        let y = 40 + i as i32 * row;
+        if i + 1 == rows && names.len() > rows {
+            let more = format!("and {} more", names.len() - i);
+            area.draw(&Text::new(more, (8, y), style.clone()))?;
+            break;
+        }
+        let c = colour(i);
+        let sample = [(8, y), (34, y)];
+        if dashed(i) {
+            area.draw(&PathElement::new(vec![(8, y), (16, y)], c.stroke_width(3)))?;
+            area.draw(&PathElement::new(vec![(22, y), (30, y)], c.stroke_width(3)))?;
+        } else {
+            area.draw(&PathElement::new(sample.to_vec(), c.stroke_width(3)))?;
+        }
+        let label = if fits(name) {
+            name.to_string()
+        } else {
+            cut(name, &fits)
+        };
+        area.draw(&Text::new(label, (40, y), style.clone()))?;
+    }
+    Ok(())
 }
 
 /// A tick label: plain for ordinary values, scientific for very small or large ones (log axes).
@@ -101,23 +233,71 @@ fn tick(y: f64) -> String {
     }
 }
 
-/// A colour per series index, from a palette readable on white.
+/// Twenty colours readable on white and far apart from each other: matplotlib's ten, then ten more
+/// distinct hues and shades. Series past twenty repeat them with dashed lines.
+const PALETTE: [RGBColor; 20] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 110, 90),
+    RGBColor(255, 215, 0),
+    RGBColor(170, 255, 100),
+    RGBColor(100, 50, 200),
+    RGBColor(255, 110, 255),
+    RGBColor(128, 128, 0),
+    RGBColor(0, 220, 120),
+];
+
+/// A colour per series index.
 fn colour(i: usize) -> RGBColor {
-    const PALETTE: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
     PALETTE[i % PALETTE.len()]
 }
 
-fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64, f64, f64) {
-    points.filter(|(x, y)| x.is_finite() && y.is_finite()).fold(
+/// Whether series `i` is drawn dashed (once the palette has been used up).
+fn dashed(i: usize) -> bool {
+    i >= PALETTE.len()
+}
+
+/// Values beyond this are not drawn: a diverged run's loss would squash every other curve flat, and
+/// near f64's limit the axis arithmetic overflows.
+pub const MAX_PLOTTED: f64 = 1e15;
+
+/// Whether a point can be drawn on a linear (or, with `log`, a log) axis.
+fn plottable(p: &(f64, f64), log: bool) -> bool {
+    p.0.is_finite() && p.1.is_finite() && p.1.abs() <= MAX_PLOTTED && (!log || p.1 > 0.0)
+}
+
+/// How many of `figure`'s points are left out as not plottable.
+pub fn left_out(figure: &Figure) -> usize {
+    let count =
+        |points: &[(f64, f64)], log: bool| points.iter().filter(|p| !plottable(p, log)).count();
+    match figure {
+        Figure::Curves { runs, log_loss, .. } => runs
+            .iter()
+            .map(|r| {
+                count(&r.train_loss, *log_loss)
+                    + count(&r.test_loss, *log_loss)
+                    + count(&r.train_acc, false)
+                    + count(&r.test_acc, false)
+            })
+            .sum(),
+        Figure::GradNorms { layers, .. } => layers.iter().map(|(_, p)| count(p, true)).sum(),
+        Figure::Sigmoid => 0,
+    }
+}
+
+fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>, log: bool) -> (f64, f64, f64, f64) {
+    points.filter(|p| plottable(p, log)).fold(
         (
             f64::INFINITY,
             f64::NEG_INFINITY,
@@ -146,11 +326,12 @@ fn curves_panel<DB: DrawingBackend>(
     runs: &[RunCurves],
     what: &str,
     log: bool,
+    legend: bool,
     pick: &dyn Fn(&RunCurves) -> (Points, Points),
 ) -> DrawResult<DB> {
     let picked: Vec<(Points, Points)> = runs.iter().map(pick).collect();
     let all = picked.iter().flat_map(|(a, b)| a.iter().chain(b.iter()));
-    let (x0, x1, y0, y1) = bounds(all);
+    let (x0, x1, y0, y1) = bounds(all, log);
     let (x0, x1) = range(x0.min(0.0), x1, false);
     let (y0, y1) = range(y0, y1, log);
     let mut builder = ChartBuilder::on(area);
@@ -172,17 +353,29 @@ fn curves_panel<DB: DrawingBackend>(
             $chart
                 .configure_mesh()
                 .x_desc("iteration")
-                .y_desc(what)
+                .y_desc(if log {
+                    format!("{what} (log scale)")
+                } else {
+                    what.to_string()
+                })
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .y_label_formatter(&|y| tick(*y))
                 .label_style(("sans-serif", 13))
                 .draw()?;
             for (i, (run, (train, test))) in runs.iter().zip(&picked).enumerate() {
                 let c = colour(i);
-                let finite =
-                    |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!log || p.1 > 0.0);
-                let train = train.iter().filter(finite).copied();
-                $chart.draw_series(LineSeries::new(train, c.mix(0.55).stroke_width(1)))?;
+                let finite = |p: &&(f64, f64)| plottable(p, log);
+                let train: Vec<(f64, f64)> = train.iter().filter(finite).copied().collect();
+                if dashed(i) {
+                    $chart.draw_series(DashedLineSeries::new(
+                        train,
+                        6,
+                        4,
+                        c.mix(0.7).stroke_width(1),
+                    ))?;
+                } else {
+                    $chart.draw_series(LineSeries::new(train, c.mix(0.55).stroke_width(1)))?;
+                }
                 $chart
                     .draw_series(
                         LineSeries::new(test.iter().filter(finite).copied(), c.stroke_width(2))
@@ -193,13 +386,15 @@ fn curves_panel<DB: DrawingBackend>(
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
                     });
             }
-            $chart
-                .configure_series_labels()
-                .position(corner)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()?;
+            if legend {
+                $chart
+                    .configure_series_labels()
+                    .position(corner)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .draw()?;
+            }
         }};
     }
     if log {
@@ -216,7 +411,7 @@ fn grad_norm_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     layers: &[(String, Points)],
 ) -> DrawResult<DB> {
-    let (x0, x1, y0, y1) = bounds(layers.iter().flat_map(|(_, p)| p.iter()));
+    let (x0, x1, y0, y1) = bounds(layers.iter().flat_map(|(_, p)| p.iter()), true);
     let (x0, x1) = range(x0.min(0.0), x1, false);
     let (y0, y1) = range(y0, y1, true);
     let mut chart = ChartBuilder::on(area)
@@ -238,10 +433,7 @@ fn grad_norm_panel<DB: DrawingBackend>(
         .draw()?;
     for (i, (name, points)) in layers.iter().enumerate() {
         let c = colour(i);
-        let positive = points
-            .iter()
-            .filter(|p| p.1 > 0.0 && p.1.is_finite())
-            .copied();
+        let positive = points.iter().filter(|p| plottable(p, true)).copied();
         chart
             .draw_series(LineSeries::new(positive, c.stroke_width(2)))?
             .label(name.clone())
@@ -291,4 +483,50 @@ fn sigmoid_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>) -> DrawResul
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_wrap_at_spaces_into_three_lines_at_most() {
+        let fits = |t: &str| t.len() <= 20;
+        assert_eq!(wrap("short title", &fits, 3), ["short title"]);
+        let lines = wrap(
+            "run_a, run_b, run_c, run_d, run_e, run_f, run_g, run_h",
+            &fits,
+            3,
+        );
+        assert_eq!(
+            lines,
+            [
+                "run_a, run_b, run_c,",
+                "run_d, run_e, run_f,",
+                "run_g, run_h"
+            ]
+        );
+        let many = wrap(&"abcd ".repeat(40), &fits, 3);
+        assert_eq!(many.len(), 3);
+        assert!(
+            many.iter().all(|l| fits(l)) && many[2].ends_with("..."),
+            "{many:?}"
+        );
+        let one_long_word = wrap(&"x".repeat(50), &fits, 3);
+        assert_eq!(one_long_word, [format!("{}...", "x".repeat(17))]);
+    }
+
+    #[test]
+    fn the_palette_tells_fifteen_runs_apart() {
+        let distance = |a: RGBColor, b: RGBColor| {
+            let d = |x: u8, y: u8| (x as i32 - y as i32).pow(2);
+            ((d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2)) as f64).sqrt()
+        };
+        for (i, &a) in PALETTE.iter().enumerate() {
+            for (j, &b) in PALETTE[..i].iter().enumerate() {
+                assert!(distance(a, b) > 60.0, "colours {i} and {j}");
+            }
+        }
+        assert!(dashed(PALETTE.len()) && !dashed(PALETTE.len() - 1));
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::run::{GRAD_NORMS_FILE, METRICS_FILE};
+use crate::run_folder::{GRAD_NORMS_FILE, METRICS_FILE, file_in};
 
 /// `(step, value)` points.
 pub type Points = Vec<(f64, f64)>;
@@ -25,7 +25,7 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
 
 /// Reads `run/metrics.csv`; train rows are averaged over consecutive windows of `smooth` rows.
 pub fn read_run(run: &Path, smooth: usize) -> Result<RunCurves> {
-    let path = run.join(METRICS_FILE);
+    let path = file_in(run, METRICS_FILE)?;
     let mut reader = crate::output::csv_reader(&path)?;
     let name = run.file_name().map_or_else(
         || run.display().to_string(),
@@ -35,7 +35,7 @@ pub fn read_run(run: &Path, smooth: usize) -> Result<RunCurves> {
         name,
         ..RunCurves::default()
     };
-    let mut window: Vec<(f64, f64, f64)> = Vec::with_capacity(smooth);
+    let mut window: Vec<(f64, f64, f64)> = Vec::new();
     let flush = |window: &mut Vec<(f64, f64, f64)>, curves: &mut RunCurves| {
         if let Some(&(step, _, _)) = window.last() {
             let n = window.len() as f64;
@@ -83,13 +83,7 @@ pub fn read_run(run: &Path, smooth: usize) -> Result<RunCurves> {
 
 /// Reads `run/grad_norms.csv` into one curve per layer, in the order the layers first appear.
 pub fn read_grad_norms(run: &Path) -> Result<Vec<(String, Points)>> {
-    let path = run.join(GRAD_NORMS_FILE);
-    if !path.exists() {
-        return Err(Error::data(
-            &path,
-            "not found: train with --grad-norms to record gradient norms",
-        ));
-    }
+    let path = file_in(run, GRAD_NORMS_FILE)?;
     let mut reader = crate::output::csv_reader(&path)?;
     let mut layers: Vec<(String, Points)> = Vec::new();
     for record in reader.records() {
