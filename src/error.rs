@@ -61,3 +61,54 @@ impl Error {
         }
     }
 }
+
+/// The most characters of one piece of user input (a path, a spec, a value) an error message shows.
+pub const SHOWN: usize = 60;
+/// The longest error line, in characters.
+const LONGEST_LINE: usize = 600;
+
+/// At most [`SHOWN`] characters of `text`, cut with "..." and the full length.
+pub fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text.to_string(),
+    }
+}
+
+/// An error line for the terminal: every word longer than [`SHOWN`] characters (a long path, spec or
+/// value the user gave) is cut, and so is the whole line past [`LONGEST_LINE`] characters, so that
+/// no input is echoed whole.
+pub fn clipped(line: &str) -> String {
+    let words: Vec<String> = line
+        .split(' ')
+        .map(|w| {
+            if w.chars().count() <= SHOWN + 20 {
+                return w.to_string();
+            }
+            // Quotes and punctuation that close the word stay, so the message still reads.
+            let body = w.trim_end_matches(['"', '\'', ':', ',', ';', ')']);
+            format!("{}{}", shown(body), &w[body.len()..])
+        })
+        .collect();
+    let line = words.join(" ");
+    match line.char_indices().nth(LONGEST_LINE) {
+        Some((end, _)) => format!("{}...", &line[..end]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_input_is_cut_in_messages() {
+        assert_eq!(shown("short"), "short");
+        let long = "a".repeat(5000);
+        assert_eq!(shown(&long), format!("{}... (5000 bytes)", "a".repeat(60)));
+        let line = clipped(&format!("error: {long}: not found"));
+        assert!(line.len() < 120 && line.ends_with(": not found"), "{line}");
+        let spaced = clipped(&"x ".repeat(5000));
+        assert!(spaced.len() <= 603, "{}", spaced.len());
+    }
+}

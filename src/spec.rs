@@ -19,6 +19,9 @@ use crate::activation::Activation;
 
 /// Largest width of one layer; far beyond any MLP on IDX images, small enough to catch a typo.
 pub const MAX_WIDTH: usize = 1 << 24;
+/// The longest layer name, in bytes: names go into CSV columns, checkpoints and exports.
+pub const MAX_LAYER_NAME: usize = 64;
+
 /// Largest number of parameters in a whole network: with gradients and velocities that is 3 GiB already.
 pub const MAX_PARAMS: usize = 1 << 28;
 
@@ -162,6 +165,13 @@ fn parse_segment(segment: &str) -> Result<LayerSpec, String> {
     let name = || -> Result<String, String> {
         match fields.get(1).copied().unwrap_or("") {
             "" => Err("the layer name is empty".into()),
+            name if name.len() > MAX_LAYER_NAME => Err(format!(
+                "the layer name is {} bytes long; at most {MAX_LAYER_NAME}",
+                name.len()
+            )),
+            name if name.chars().any(char::is_control) => {
+                Err("the layer name must be printable".into())
+            }
             name => Ok(name.to_string()),
         }
     };

@@ -34,6 +34,10 @@ fn bad_layer_specs() {
         ("", "error: the layer spec is empty"),
         (";;", "error: the layer spec is empty"),
         (
+            "linear,fc1,16,4,0.1; relu,a\u{7}b",
+            "error: layer 2 \"relu,a\u{7}b\": the layer name must be printable",
+        ),
+        (
             "relu,r",
             "error: the layer spec \"relu,r\" has no linear layer",
         ),
@@ -717,4 +721,31 @@ fn predict_reads_pgm_however_its_header_is_spaced_and_names_other_formats() {
         1,
         "error: digit.png: is a PNG image; predict reads IDX images (plain or .gz) and 8-bit PGM",
     );
+}
+
+#[test]
+fn errors_never_echo_long_input_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 100, 20, 4);
+    let long_std = format!("linear,fc1,16,5,0.01{}", "9".repeat(120_000));
+    let long_name = format!("linear,fc1,16,4,0.01; relu,{}", "r".repeat(120_000));
+    let long_value = format!("{}x", "1".repeat(5000));
+    let long_path = "a/".repeat(3000);
+    let cases: Vec<Vec<&str>> = vec![
+        [&TRAIN_HERE[..], &["--layer", &long_std]].concat(),
+        [&TRAIN_HERE[..], &["--layer", &long_name, "--loss", "mse"]].concat(),
+        [&TRAIN_HERE[..], &["--lr", &long_value]].concat(),
+        vec!["train", "--data", &long_path],
+        vec!["eval", &long_path],
+        vec!["summarize", &long_path],
+    ];
+    for args in cases {
+        let out = mlp(d, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{:?}", &args[..2]);
+        assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..300]);
+        assert!(err.contains("... ("), "the cut says so: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

@@ -224,7 +224,7 @@ fn check_run_name(name: String) -> Result<String> {
     };
     Err(Error::usage(
         "--name",
-        format!("\"{}\" {problem}", shown_text(&name)),
+        format!("\"{}\" {problem}", crate::error::shown(&name)),
     ))
 }
 
@@ -241,16 +241,8 @@ fn derived_name(spec: &NetSpec, loss: Loss) -> String {
     name
 }
 
-/// At most 60 characters of user input, for a message.
-fn shown_text(text: &str) -> String {
-    match text.char_indices().nth(60) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_string(),
-    }
-}
-
 fn shown(path: &Path) -> String {
-    shown_text(&path.display().to_string())
+    crate::error::shown(&path.display().to_string())
 }
 
 /// `--resume` continues a run with its own settings: only flags that change no number (and
@@ -278,7 +270,7 @@ fn refuse_changed_flags(command: &[String]) -> Result<()> {
         format!(
             "continues a run with the settings of its config.json; remove {} (only --max-epoch, \
              --threads, --kernels and --quiet may be given)",
-            shown_text(&refused.join(", "))
+            crate::error::shown(&refused.join(", "))
         ),
     ))
 }

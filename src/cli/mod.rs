@@ -12,6 +12,7 @@ use std::io::Write;
 use clap::Parser;
 
 use crate::commands;
+use crate::error::clipped;
 pub use args::{Cli, Command, DEFAULT_LAYER, DEFAULT_MAX_EPOCH, DEFAULT_SEED, default_data_dir};
 
 /// Accepts the report's single-dash `-layer` (and `-layer=SPEC`) as `--layer`.
@@ -62,7 +63,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            let _ = writeln!(std::io::stderr(), "{}", clipped(&format!("error: {e}")));
             e.exit_code()
         }
     }
@@ -94,6 +95,7 @@ fn report_clap_error(e: &clap::Error, args: &[OsString]) {
         .unwrap_or_default();
     let _ = writeln!(
         std::io::stderr(),
-        "{message} (see 'mlp{subcommand} --help')"
+        "{} (see 'mlp{subcommand} --help')",
+        clipped(&message)
     );
 }
