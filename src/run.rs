@@ -324,6 +324,7 @@ fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
         test_loss: outcome.test_loss,
         test_acc: outcome.test_acc,
         train_time_s: outcome.train_time_s,
+        epochs: outcome.epochs,
     };
     write_atomically(&cfg.out_dir.join(SUMMARY_FILE), |w| {
         write_summary(w, &summary).map_err(Into::into)

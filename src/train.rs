@@ -108,6 +108,19 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// The word the run's files use.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Interrupted => "interrupted",
+            Status::Diverged => "diverged",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// What a run reports (the report's Table 3 row), also when it stopped early.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -124,6 +137,11 @@ pub struct Outcome {
     /// Seconds spent training, evaluation excluded.
     pub train_time_s: f64,
     pub steps: usize,
+    /// Whole epochs done, and the epoch the last step belongs to.
+    pub epochs: usize,
+    pub last_epoch: usize,
+    /// The steps of the whole run, had it completed.
+    pub total_steps: usize,
 }
 
 /// Trains a network built from `spec` on `data` and returns its final numbers. The same `settings`
@@ -171,7 +189,9 @@ pub fn train(
     let (mut epoch_loss_sum, mut epoch_acc_sum, mut epoch_iters) = (0.0, 0.0, 0);
     let mut status = Status::Completed;
     let mut stopped = String::new();
+    let (mut epochs_done, mut last_epoch) = (first_epoch - 1, first_epoch - 1);
     'epochs: for epoch in first_epoch..=settings.max_epoch {
+        last_epoch = epoch;
         observer.epoch_started(epoch, iters_per_epoch);
         // A fresh permutation of 0..n every epoch, as the reference's data_iterator draws one; it
         // depends on the RNG position alone, so a resumed run shuffles exactly as an unbroken one.
@@ -288,6 +308,7 @@ pub fn train(
             settings.seed,
         );
         observer.epoch_ended(&ckpt.at(rng.get_word_pos(), elapsed(), train_time_s))?;
+        epochs_done = epoch;
     }
     Ok(Outcome {
         status,
@@ -298,5 +319,8 @@ pub fn train(
         test_acc: test.1,
         train_time_s: earlier_train_s + start.elapsed().as_secs_f64() - eval_seconds,
         steps: step,
+        epochs: epochs_done,
+        last_epoch,
+        total_steps: settings.max_epoch * iters_per_epoch,
     })
 }

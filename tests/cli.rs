@@ -427,11 +427,19 @@ fn interrupt_with(signal: &str, code: i32) {
         stopped_at,
         "every completed iteration has its row"
     );
-    let (sheader, summary) = read_csv(&dir.path().join("run/summary.csv"));
-    assert_eq!(
-        summary[0][sheader.iter().position(|h| h == "status").unwrap()],
-        "interrupted"
+    assert!(
+        last.ends_with("; continue with: mlp train --resume run"),
+        "{last}"
     );
+    let (sheader, summary) = read_csv(&dir.path().join("run/summary.csv"));
+    let column = |name: &str| &summary[0][sheader.iter().position(|h| h == name).unwrap()];
+    assert_eq!(column("status"), "interrupted");
+    assert_eq!(column("epochs"), "0", "no whole epoch done");
+    // The summary line says where the run stopped, out of how many steps.
+    let line = common::stdout(&out);
+    let whereabouts = format!("| interrupted at epoch 1, step {stopped_at} of 30,000 in ");
+    assert!(line.contains(&whereabouts), "{line}");
+    assert!(!line.contains("Interrupted"), "{line}");
 }
 
 #[test]

@@ -26,25 +26,63 @@ pub fn run(args: TrainArgs, command: Vec<String>) -> Result<u8> {
             .requested()
             .map(|s| format!(" by {}", s.name()))
             .unwrap_or_default();
+        let resume = match outcome.status {
+            Status::Interrupted => format!(
+                "; continue with: mlp train --resume {}",
+                cfg.out_dir.display()
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             std::io::stderr(),
-            "{}{signal}; every row so far is in {} (status: {:?})",
+            "{}{signal}; every row so far is in {}{resume}",
             outcome.stopped,
             cfg.out_dir.join(crate::run_folder::METRICS_FILE).display(),
-            outcome.status
         );
     }
+    let extent = match outcome.status {
+        Status::Completed => format!("{} epochs", outcome.epochs),
+        status => format!(
+            "{} at epoch {}, step {} of {}",
+            status.word(),
+            outcome.last_epoch,
+            thousands(outcome.steps),
+            thousands(outcome.total_steps)
+        ),
+    };
     let _ = writeln!(
         std::io::stdout(),
-        "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {} epochs in {:.1} s -> {}",
+        "{}: train loss {:.5} acc {:.5} | test loss {:.5} acc {:.5} | {extent} in {:.1} s -> {}",
         cfg.name,
         outcome.train_loss,
         outcome.train_acc,
         outcome.test_loss,
         outcome.test_acc,
-        cfg.settings.max_epoch,
         outcome.train_time_s,
         cfg.out_dir.display()
     );
     Ok(code)
+}
+
+/// `n` with a comma between each group of three digits: 3,600.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::thousands(7), "7");
+        assert_eq!(super::thousands(3600), "3,600");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
 }

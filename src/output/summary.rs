@@ -30,6 +30,8 @@ pub struct Summary {
     pub test_acc: f64,
     /// Training only: evaluation excluded.
     pub train_time_s: f64,
+    /// Whole epochs trained (`max_epoch` when the run completed).
+    pub epochs: usize,
 }
 
 /// Writes the header and the row.
@@ -63,13 +65,14 @@ mod tests {
             test_loss: 0.25,
             test_acc: 0.9375,
             train_time_s: 1.5,
+            epochs: 1,
         };
         let mut out = Vec::new();
         write_summary(&mut out, &summary).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "name,status,loss,layer,lr,weight_decay,momentum,batch_size,max_epoch,seed,steps,train_loss,train_acc,test_loss,test_acc,train_time_s\n\
-             MLP1_ReLU_CE,completed,ce,\"linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01\",0.01,0.0005,0.9,100,1,7,600,0.5,0.875,0.25,0.9375,1.5\n"
+            "name,status,loss,layer,lr,weight_decay,momentum,batch_size,max_epoch,seed,steps,train_loss,train_acc,test_loss,test_acc,train_time_s,epochs\n\
+             MLP1_ReLU_CE,completed,ce,\"linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01\",0.01,0.0005,0.9,100,1,7,600,0.5,0.875,0.25,0.9375,1.5,1\n"
         );
     }
 }
