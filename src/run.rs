@@ -65,6 +65,17 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
             ),
         ));
     }
+    let per_epoch = data.train.len().div_ceil(cfg.settings.batch_size);
+    if cfg.settings.max_epoch.checked_mul(per_epoch).is_none() {
+        return Err(Error::usage(
+            "--max-epoch",
+            format!(
+                "{} epochs of {per_epoch} steps would count past the largest step number ({})",
+                cfg.settings.max_epoch,
+                usize::MAX
+            ),
+        ));
+    }
     // Held until this function returns; the kernel releases it if the process dies.
     let _lock = lock_folder(&cfg.out_dir)?;
     let resume = match cfg.resume {

@@ -321,6 +321,6 @@ pub fn train(
         steps: step,
         epochs: epochs_done,
         last_epoch,
-        total_steps: settings.max_epoch * iters_per_epoch,
+        total_steps: settings.max_epoch.saturating_mul(iters_per_epoch),
     })
 }

@@ -544,6 +544,13 @@ fn help_says_what_a_user_needs_in_plain_words() {
     for line in help.lines() {
         assert!(line.chars().count() <= 100, "over 100 columns: {line}");
     }
+    let grid = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/grid.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let grid_help = common::stdout(&grid);
+    assert!(grid_help.contains("smoke test (about 15 s)"), "{grid_help}");
 }
 
 /// A data folder `toy/` in `d` (with FIT's shape), and a trained run `run/` on it.
@@ -748,4 +755,30 @@ fn errors_never_echo_long_input_whole() {
         assert!(err.contains("... ("), "the cut says so: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn step_numbers_never_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_toy_dataset(d, 100, 20, 4);
+    let huge = u64::MAX.to_string();
+    let expected = format!(
+        "error: --max-epoch: {huge} epochs of 5 steps would count past the largest step number"
+    );
+    let train = [
+        &TRAIN_HERE[..4],
+        &["--layer", FIT, "--batch-size", "20", "--out", "run"],
+    ]
+    .concat();
+    check(
+        d,
+        &[&train[..], &["--max-epoch", &huge]].concat(),
+        2,
+        &expected,
+    );
+    let first = mlp(d, &[&train[..], &["--max-epoch", "1"]].concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let resume = ["train", "-q", "--resume", "run", "--max-epoch", &huge];
+    check(d, &resume, 2, &expected);
 }

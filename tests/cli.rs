@@ -492,3 +492,72 @@ fn grad_norms_are_written_for_every_linear_layer() {
     assert_eq!(steps_layers, want);
     assert!(rows.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0));
 }
+
+/// With every core busy several times over, SIGTERM still stops a two-thread run within seconds:
+/// no thread waits by spinning for another to get CPU time.
+#[test]
+fn sigterm_is_honoured_on_an_overloaded_machine() {
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..4 * cores)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args([
+            "train",
+            "-q",
+            "--threads",
+            "2",
+            "--out",
+            "run",
+            "--disp-freq",
+            "1",
+        ])
+        .arg("--data")
+        .arg(mnist_dir())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("run/metrics.csv");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 5 {
+        assert!(Instant::now() < deadline, "no rows within two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = sent.elapsed();
+    done.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!(status.code(), Some(143), "stopped by SIGTERM, not killed");
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+}
