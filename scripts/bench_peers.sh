@@ -3,7 +3,9 @@
 # hyperparameters, batch 100, f32), MLP1 and MLP2, every program run in turn, round after round, so
 # that a machine that drifts in speed treats all alike. Prints each one's median and the ratio
 # peer / mlp. The peers, each where it can run:
-#   torch              scripts/bench_torch.py, where python3 can import torch and numpy
+#   torch              scripts/bench_torch.py, in a virtual environment under target/bench-venv that
+#                      this script makes and fills (pip install torch numpy) the first time; PYTHON=...
+#                      uses another interpreter that has them
 #   ndarray            scripts/peer_ndarray: ndarray written plainly, its products through
 #                      matrixmultiply with the `threading` feature and the AVX-512 kernel (cargo only)
 #   ndarray+openblas   the same over the system's OpenBLAS (`--features openblas`), where it builds
@@ -53,10 +55,18 @@ fi
 # The peers that can run here, by name.
 peer_dir="$here/peer_ndarray"
 peers=()
-if python3 -c "import torch, numpy" 2>/dev/null; then
+venv="${CARGO_TARGET_DIR:-$root/target}/bench-venv"
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON="$venv/bin/python"
+    if ! "$PYTHON" -c "import torch, numpy" 2>/dev/null; then
+        echo "bench_peers.sh: installing torch and numpy into $venv (once; about 3 GB)" >&2
+        python3 -m venv "$venv" && "$venv/bin/pip" install --quiet torch numpy || true
+    fi
+fi
+if "$PYTHON" -c "import torch, numpy" 2>/dev/null; then
     peers+=(torch)
 else
-    echo "bench_peers.sh: python3 cannot import torch and numpy here; PyTorch left out" >&2
+    echo "bench_peers.sh: $PYTHON cannot import torch and numpy; PyTorch left out" >&2
 fi
 cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
 peers+=(ndarray)
@@ -74,7 +84,7 @@ fi
 # Runs peer $1 on network $2; prints its seconds per training epoch.
 run_peer() {
     case "$1" in
-        torch) python3 "$here/bench_torch.py" "$2" "$epochs" "$threads" "$root/data" ;;
+        torch) "$PYTHON" "$here/bench_torch.py" "$2" "$epochs" "$threads" "$root/data" ;;
         ndarray) RMM_NUM_THREADS="$threads" "$peer_dir/target/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;
         ndarray+openblas) OPENBLAS_CORETYPE="$coretype" OPENBLAS_NUM_THREADS="$threads" \
             "$peer_dir/target/openblas/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;

@@ -65,7 +65,7 @@ impl Error {
 /// The most characters of one piece of user input (a path, a spec, a value) an error message shows.
 pub const SHOWN: usize = 60;
 /// The longest error line, in characters.
-const LONGEST_LINE: usize = 600;
+pub const LONGEST_LINE: usize = 600;
 
 /// At most [`SHOWN`] characters of `text`, cut with "..." and the full length.
 pub fn shown(text: &str) -> String {

@@ -38,6 +38,7 @@ pub mod param;
 pub mod peak;
 pub mod plot;
 pub mod predict;
+pub mod records;
 pub mod reference;
 pub mod run;
 pub mod run_folder;

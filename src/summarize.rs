@@ -52,7 +52,7 @@ impl RunSummary {
 }
 
 /// How deep `summarize` looks for runs below a folder that is not one (`runs/grid/epochs-1/NAME`).
-const MAX_DEPTH: usize = 4;
+pub const MAX_DEPTH: usize = 4;
 
 /// Reads `path/summary.csv` for each run folder given, and for any other folder every run folder
 /// below it (up to [`MAX_DEPTH`] levels). Entries that are not runs (a file, a folder without a

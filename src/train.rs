@@ -8,7 +8,6 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use crate::batch::{InputBatch, InputPath};
 use crate::checkpoint::Checkpoint;
@@ -18,6 +17,7 @@ use crate::eval::evaluate;
 use crate::loss::Loss;
 use crate::network::{Network, UpdatePlan};
 use crate::optim::Sgd;
+pub use crate::records::{GradNormRecord, Status, StepRecord, TestRecord};
 use crate::spec::NetSpec;
 
 /// Everything that decides the numbers of a run.
@@ -35,45 +35,6 @@ pub struct Settings {
     pub allow_nan: bool,
     /// Report the weight-gradient norms every this many iterations (`--grad-norms`).
     pub grad_norm_every: Option<usize>,
-}
-
-/// One training iteration: the batch's mean loss and accuracy, measured before the update.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepRecord {
-    /// Global iteration, from 1, never reset.
-    pub step: usize,
-    /// Epoch, from 1.
-    pub epoch: usize,
-    /// Iteration within the epoch, from 1.
-    pub iter: usize,
-    pub iters_per_epoch: usize,
-    pub lr: f32,
-    pub loss: f64,
-    pub acc: f64,
-    /// Seconds since training started.
-    pub time_s: f64,
-}
-
-/// A whole-test-set evaluation after epoch `epoch`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestRecord {
-    pub step: usize,
-    pub epoch: usize,
-    pub iters_per_epoch: usize,
-    pub lr: f32,
-    pub loss: f64,
-    pub acc: f64,
-    pub time_s: f64,
-}
-
-/// The L2 norm of one Linear layer's weight gradient at one step (report, section 3.4).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GradNormRecord {
-    pub step: usize,
-    pub iters_per_epoch: usize,
-    /// The layer's NAME from the spec.
-    pub layer: String,
-    pub norm: f64,
 }
 
 /// Receives the loop's records as they are made; an error stops training.
@@ -94,30 +55,6 @@ pub trait Observer {
     /// Asked after every iteration: true ends the run there (Ctrl-C), with status `interrupted`.
     fn stop_requested(&self) -> bool {
         false
-    }
-}
-
-/// How a run ended; `running` is what the files say while it trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Running,
-    Completed,
-    Interrupted,
-    Diverged,
-    Failed,
-}
-
-impl Status {
-    /// The word the run's files use.
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Completed => "completed",
-            Status::Interrupted => "interrupted",
-            Status::Diverged => "diverged",
-            Status::Failed => "failed",
-        }
     }
 }
 

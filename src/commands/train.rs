@@ -6,8 +6,8 @@ use crate::cli::args::TrainArgs;
 use crate::cli::resources::{configure_threads, on_pool};
 use crate::error::{Error, Result};
 use crate::interrupt::StopFlag;
+use crate::records::Status;
 use crate::run::run_train;
-use crate::train::Status;
 
 /// Trains; the exit code is 0, or says how the run stopped early: 130 (SIGINT), 143 (SIGTERM), 3
 /// (diverged).

@@ -15,13 +15,15 @@
 
 mod dense;
 mod elementwise;
+mod grouped;
 mod sparse;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use dense::{Dense, transpose_into};
 pub use elementwise::{add_rows, column_sums, scale_into, with_backend};
-pub use sparse::{GROUP, Grouped, ScatterProduct, SparseProduct};
+pub use grouped::{GROUP, Grouped};
+pub use sparse::{ScatterProduct, SparseProduct};
 
 /// What a product does to each block of an output row once it is summed, while it is in registers:
 /// an element-wise activation, or the derivative of one (see `network`). `apply(row, first_col,

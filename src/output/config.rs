@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 use crate::batch::InputPath;
 use crate::loss::Loss;
-use crate::train::Status;
+use crate::records::Status;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {

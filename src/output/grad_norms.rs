@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use crate::train::GradNormRecord;
+use crate::records::GradNormRecord;
 
 pub const HEADER: [&str; 4] = ["step", "epoch", "layer", "grad_norm"];
 

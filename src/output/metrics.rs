@@ -13,7 +13,7 @@
 
 use std::io::Write;
 
-use crate::train::{StepRecord, TestRecord};
+use crate::records::{StepRecord, TestRecord};
 
 pub const HEADER: [&str; 7] = ["step", "epoch", "split", "lr", "loss", "acc", "time_s"];
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::train::{GradNormRecord, StepRecord, TestRecord};
+use crate::records::{GradNormRecord, StepRecord, TestRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::loss::Loss;
-use crate::train::Status;
+use crate::records::Status;
 
 /// The one row. Field order is column order.
 #[derive(Debug, Clone, Serialize)]
