@@ -4,5 +4,9 @@ use std::process::ExitCode;
 static ALLOCATOR: mlp::alloc::CacheAligned = mlp::alloc::CacheAligned;
 
 fn main() -> ExitCode {
-    ExitCode::from(mlp::cli::run(std::env::args_os()))
+    let code = match mlp::cli::parse(std::env::args_os()) {
+        Ok(parsed) => mlp::commands::run(parsed),
+        Err(code) => code,
+    };
+    ExitCode::from(code)
 }

@@ -1,6 +1,6 @@
 //! The command line: [`args`] holds the flags, [`check`] turns them into a checked configuration before
-//! any work starts, [`resources`] picks threads and kernels; each subcommand runs in
-//! [`crate::commands`]. [`run`] is `main` without the exit.
+//! any work starts, [`resources`] picks threads and kernels. [`parse`] reads the words; each
+//! subcommand then runs in `crate::commands`, which depends on this module and not the reverse.
 
 pub mod args;
 pub mod check;
@@ -11,7 +11,6 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::commands;
 use crate::error::clipped;
 pub use args::{Cli, Command, DEFAULT_LAYER, DEFAULT_MAX_EPOCH, DEFAULT_SEED, default_data_dir};
 
@@ -26,45 +25,39 @@ fn normalise_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
         .collect()
 }
 
-/// Parses `args` (program name first) and runs the command. Returns the process exit code; errors are
-/// printed here as one line.
-pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+/// A parsed command line: the subcommand with its flags, and the words as given (recorded in a run's
+/// config.json).
+pub struct Parsed {
+    pub command: Command,
+    pub words: Vec<String>,
+}
+
+/// Parses `args` (program name first). `Err` is the exit code when there is nothing to run: 0 after
+/// `--help` or `--version`, 2 after a usage error, which is printed here as one line.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, u8> {
     let args = normalise_args(args);
-    let command: Vec<String> = args
+    let words: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(Parsed {
+            command: cli.command,
+            words,
+        }),
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = e.print();
-            return 0;
+            Err(0)
         }
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // bare `mlp`: the command list
             let _ = e.print();
-            return 2;
+            Err(2)
         }
         Err(e) => {
             report_clap_error(&e, &args);
-            return 2;
-        }
-    };
-    let result = match cli.command {
-        Command::Train(args) => commands::train::run(args, command),
-        Command::Bench(args) => commands::bench::run(args),
-        Command::Summarize(args) => commands::summarize::run(args),
-        Command::Plot(args) => commands::plot::run(args),
-        Command::Eval(args) => commands::eval::run(args),
-        Command::Predict(args) => commands::predict::run(args),
-        Command::Export(args) => commands::export::run(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{}", clipped(&format!("error: {e}")));
-            e.exit_code()
+            Err(2)
         }
     }
 }
