@@ -32,7 +32,8 @@ impl Param {
 
 /// A zero `rows x cols` matrix whose rows start an odd number of cache lines apart (16 floats each)
 /// when wider than 16: with a power-of-two stride the rows a kernel reads together fall into a few
-/// sets of the L1 cache and evict each other.
+/// sets of the L1 cache and evict each other. Narrower rows are padded to a power of two, so that a
+/// kernel can read a narrow row as one whole vector.
 pub fn padded(rows: usize, cols: usize) -> Array2<f32> {
     Array2::zeros((rows, padded_stride(cols))).slice_move(ndarray::s![.., ..cols])
 }
@@ -42,6 +43,6 @@ pub fn padded_stride(cols: usize) -> usize {
     if cols > 16 {
         16 * (cols.div_ceil(16) | 1)
     } else {
-        cols
+        cols.next_power_of_two()
     }
 }

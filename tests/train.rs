@@ -169,13 +169,14 @@ fn network_gradients_match_finite_differences() {
             for idx in 0..param.value.len() {
                 let eps = 1e-2f32;
                 let mut loss_at = |delta: f32| {
-                    net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] += delta;
+                    // Padded rows: the idx-th element in row-major order, not of the storage.
+                    *net_param_mut(&mut net, p).iter_mut().nth(idx).unwrap() += delta;
                     let l = net.evaluate(&batch, loss).mean_loss();
-                    net_param_mut(&mut net, p).as_slice_mut().unwrap()[idx] -= delta;
+                    *net_param_mut(&mut net, p).iter_mut().nth(idx).unwrap() -= delta;
                     l
                 };
                 let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
-                let got = param.grad.as_slice().unwrap()[idx] as f64;
+                let got = *param.grad.iter().nth(idx).unwrap() as f64;
                 // Relative 2e-3, plus the f32 rounding of a loss near 1 divided by 2·eps (about 1e-5).
                 let tol = 2e-3 * got.abs().max(numeric.abs()) + 1e-5;
                 assert!(

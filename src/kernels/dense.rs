@@ -114,30 +114,40 @@ unsafe fn body<const R: usize, const B: usize, E: Epilogue>(d: &Dense, part: &Pa
     while j0 < part.cols.end {
         let left = part.cols.end - j0;
         // SAFETY: columns j0..j0 + width of the part's rows, inside `c`.
+        // A narrow rest whose rows of `b` have room for a whole vector is one block, read whole (the
+        // lanes past `left` are summed and dropped) but for `b`'s last row, which is read exactly.
+        let whole = left.next_power_of_two();
+        let room = whole <= B && d.b_row >= j0 + whole && left > 2;
         let width = unsafe {
             match left {
-                _ if left >= B => columns::<R, B, E>(d, part, j0, epi),
-                32.. if B > 32 => columns::<R, 32, E>(d, part, j0, epi),
-                16.. if B > 16 => columns::<R, 16, E>(d, part, j0, epi),
-                8..=15 => columns::<8, 8, E>(d, part, j0, epi),
-                4..=7 => columns::<8, 4, E>(d, part, j0, epi),
-                2 | 3 => columns::<8, 2, E>(d, part, j0, epi),
-                _ => columns::<8, 1, E>(d, part, j0, epi),
+                _ if left >= B => columns::<R, B, E>(d, part, j0, B, epi),
+                _ if room && whole == 32 => columns::<R, 32, E>(d, part, j0, left, epi),
+                _ if room && whole == 16 => columns::<8, 16, E>(d, part, j0, left, epi),
+                _ if room && whole == 8 => columns::<8, 8, E>(d, part, j0, left, epi),
+                _ if room && whole == 4 => columns::<8, 4, E>(d, part, j0, left, epi),
+                32.. if B > 32 => columns::<R, 32, E>(d, part, j0, 32, epi),
+                16.. if B > 16 => columns::<R, 16, E>(d, part, j0, 16, epi),
+                8..=15 => columns::<8, 8, E>(d, part, j0, 8, epi),
+                4..=7 => columns::<8, 4, E>(d, part, j0, 4, epi),
+                2 | 3 => columns::<8, 2, E>(d, part, j0, 2, epi),
+                _ => columns::<8, 1, E>(d, part, j0, 1, epi),
             }
         };
         j0 += width;
     }
 }
 
-/// Columns `j0..j0 + W` of every row of the part, `R` rows at a time; returns `W`.
+/// Columns `j0..j0 + width` (`width <= W`) of every row of the part, `R` rows at a time, in blocks of
+/// `W` lanes; returns `width`.
 ///
 /// # Safety
-/// As [`body`].
+/// As [`body`]; with `width < W`, the rows of `b` have `W` floats from `j0` (its stride).
 #[inline(always)]
 unsafe fn columns<const R: usize, const W: usize, E: Epilogue>(
     d: &Dense,
     part: &Part,
     j0: usize,
+    width: usize,
     epi: &E,
 ) -> usize {
     // The inner dimension in blocks of K_BLOCK, so that a block of `b` stays in L1 while every row
@@ -150,16 +160,16 @@ unsafe fn columns<const R: usize, const W: usize, E: Epilogue>(
         // SAFETY: rows i0.. of the part, inside `c`.
         unsafe {
             while i0 + R <= part.rows.end {
-                block::<R, W, E>(d, i0, j0, inner.clone(), last, epi);
+                block::<R, W, E>(d, i0, j0, width, inner.clone(), last, epi);
                 i0 += R;
             }
             while i0 < part.rows.end {
-                block::<1, W, E>(d, i0, j0, inner.clone(), last, epi);
+                block::<1, W, E>(d, i0, j0, width, inner.clone(), last, epi);
                 i0 += 1;
             }
         }
         if last {
-            return W;
+            return width;
         }
         k0 = inner.end;
     }
@@ -168,18 +178,27 @@ unsafe fn columns<const R: usize, const W: usize, E: Epilogue>(
 /// Rows `i0..i0 + R`, columns `j0..j0 + width` (`width <= B`) of `c`, summed in registers.
 ///
 /// # Safety
-/// As [`body`]; the rows and columns lie inside `c`.
+/// As [`body`]; the rows and columns lie inside `c`, and with `width < B` the rows of `b` have `B`
+/// floats from `j0`.
 #[inline(always)]
 unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
     d: &Dense,
     i0: usize,
     j0: usize,
+    width: usize,
     inner: std::ops::Range<usize>,
     last: bool,
     epi: &E,
 ) {
-    let width = B;
-    // SAFETY (all below): rows i0..i0 + R < m of `a` and `c`, rows < k of `b`, columns j0..j0 + width.
+    // Rows of `b` read as whole vectors: all of them, or all but `b`'s last row, whose lanes past
+    // `width` may lie past the end of `b`. Lanes past `width` never reach `c`.
+    let whole_until = if width == B {
+        inner.end
+    } else {
+        inner.end.min(d.k - 1)
+    };
+    // SAFETY (all below): rows i0..i0 + R < m of `a` and `c`, rows < k of `b`, columns j0..j0 + width
+    // (j0..j0 + B of `b`'s rows before its last, inside its stride).
     unsafe {
         let mut acc = [[0.0f32; B]; R];
         if inner.start > 0 {
@@ -190,15 +209,14 @@ unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
             let init = load::<B>(d.init.add(j0), width);
             acc = [init; R];
         }
-        for kk in inner {
+        for kk in inner.start..whole_until {
+            let b = load::<B>(d.b.add(kk * d.b_row + j0), B);
+            add_row(d, &mut acc, i0, kk, &b);
+        }
+        // Apart from the loop above: the partial load is a call, around which `acc` would be spilled.
+        for kk in whole_until.max(inner.start)..inner.end {
             let b = load::<B>(d.b.add(kk * d.b_row + j0), width);
-            let a_col = d.a.offset(kk as isize * d.a_col);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let a = *a_col.offset((i0 + r) as isize * d.a_row);
-                for (acc, &b) in acc.iter_mut().zip(&b) {
-                    *acc = a.mul_add(b, *acc);
-                }
-            }
+            add_row(d, &mut acc, i0, kk, &b);
         }
         // A copy for the epilogue: borrowing `acc` itself would keep it in memory, not registers.
         let mut done = acc;
@@ -207,6 +225,30 @@ unsafe fn block<const R: usize, const B: usize, E: Epilogue>(
                 epi.apply(i0 + r, j0, &mut done[..width]);
             }
             store(d.c.add((i0 + r) * d.c_row + j0), done, width);
+        }
+    }
+}
+
+/// `acc[r] += a[i0 + r, kk] * b`, one fused multiply-add a lane.
+///
+/// # Safety
+/// Rows i0..i0 + R and column kk lie inside `a`.
+#[inline(always)]
+unsafe fn add_row<const R: usize, const B: usize>(
+    d: &Dense,
+    acc: &mut [[f32; B]; R],
+    i0: usize,
+    kk: usize,
+    b: &[f32; B],
+) {
+    // SAFETY: as the function's.
+    unsafe {
+        let a_col = d.a.offset(kk as isize * d.a_col);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let a = *a_col.offset((i0 + r) as isize * d.a_row);
+            for (acc, &b) in acc.iter_mut().zip(b) {
+                *acc = a.mul_add(b, *acc);
+            }
         }
     }
 }
