@@ -29,6 +29,7 @@ pub mod idx;
 pub mod interrupt;
 pub mod kernels;
 pub mod layers;
+pub mod load;
 pub mod loss;
 pub mod model;
 pub mod network;

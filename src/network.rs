@@ -234,6 +234,10 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
+        if kernels::threads() <= 1 {
+            beside();
+            return self.run_layers(x, loss, Some(plan), laps);
+        }
         rayon::join(|| self.run_layers(x, loss, Some(plan), laps), beside).0
     }
 

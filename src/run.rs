@@ -33,6 +33,8 @@ pub struct TrainConfig {
     pub settings: Settings,
     /// Threads for the matrix products and sparse kernels.
     pub threads: usize,
+    /// `--threads` was not given: use the cores other programs leave idle, re-read every epoch.
+    pub threads_beside: bool,
     pub disp_freq: usize,
     pub data_dir: PathBuf,
     pub out_dir: PathBuf,
@@ -51,6 +53,10 @@ pub struct TrainConfig {
 /// that stops early (`stop` raised, divergence) still writes its summary, with its status; one that fails
 /// (say, a full disk) marks its config `failed` if it still can.
 pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
+    let threads_beside = match cfg.threads_beside {
+        true => crate::load::ThreadsBeside::start(cfg.threads),
+        false => None,
+    };
     let data = Dataset::load(&cfg.data_dir)?;
     let capacity = crate::fit::capacity(cfg.settings.batch_size, data.test.len());
     crate::fit::check(&cfg.spec, &data, capacity)?;
@@ -117,6 +123,7 @@ pub fn run_train(cfg: &TrainConfig, stop: &StopFlag) -> Result<Outcome> {
         }
     };
     let mut observer = RunObserver {
+        threads: threads_beside,
         metrics,
         metrics_path,
         grad_norms,
@@ -344,6 +351,7 @@ fn write_summary_file(cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
 
 struct RunObserver<'a> {
     stop: &'a StopFlag,
+    threads: Option<crate::load::ThreadsBeside>,
     metrics: MetricsWriter<WholeLines<File>>,
     metrics_path: PathBuf,
     grad_norms: Option<(GradNormWriter<WholeLines<File>>, PathBuf)>,
@@ -366,6 +374,9 @@ impl Observer for RunObserver<'_> {
     }
 
     fn epoch_started(&mut self, epoch: usize, iters_per_epoch: usize) {
+        if let Some(n) = self.threads.as_mut().and_then(|t| t.reread()) {
+            crate::kernels::limit_threads(n);
+        }
         self.progress.epoch_started(epoch, iters_per_epoch);
     }
 

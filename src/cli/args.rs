@@ -278,8 +278,9 @@ pub struct WorkloadArgs {
     #[arg(long, value_enum, value_name = "PATH", default_value_t = InputPath::Auto)]
     pub input_path: InputPath,
 
-    /// Threads for the matrix products and sparse kernels [default: all cores]. Speed only: every
-    /// thread count gives the same numbers
+    /// Threads for the matrix products and sparse kernels [default: the cores other programs leave
+    /// idle, re-read every epoch (Linux; all cores elsewhere)]. Speed only: every thread count gives
+    /// the same numbers
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
@@ -321,7 +322,7 @@ pub struct TrainArgs {
     pub checkpoint_every: usize,
 
     /// Continue the run in DIR from its model.ckpt with the settings of its config.json (only
-    /// --max-epoch, --threads and --quiet may change), appending to its metrics
+    /// --max-epoch, --threads, --kernels and --quiet may change), appending to its metrics
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
 

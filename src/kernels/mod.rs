@@ -244,7 +244,7 @@ pub(crate) fn for_parts(
     work: &(impl Fn(&Part) + Sync),
 ) {
     use rayon::prelude::*;
-    let threads = rayon::current_num_threads();
+    let threads = threads();
     if threads <= 1 || work_size < PARALLEL_FROM || m == 0 || n == 0 {
         return work(&Part {
             rows: 0..m,
@@ -286,6 +286,24 @@ pub fn part_size(n: usize, multiple: usize, threads: usize) -> usize {
 /// Parts per thread when work is shared: a busy machine takes a core away for a few milliseconds, and
 /// with eight parts a thread the others take over all but the part it holds.
 pub(crate) const PARTS_PER_THREAD: usize = 8;
+
+/// The most threads work is shared between, 0 for all of rayon's.
+static THREAD_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Shares work between at most `n` threads from now on (the pool keeps its size): the default
+/// `--threads` leaves the cores other programs are using. It changes no number.
+pub fn limit_threads(n: usize) {
+    THREAD_LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// The threads work is shared between.
+pub fn threads() -> usize {
+    let all = rayon::current_num_threads();
+    match THREAD_LIMIT.load(Ordering::Relaxed) {
+        0 => all,
+        limit => limit.min(all),
+    }
+}
 
 /// Work smaller than this many multiply-adds stays on the calling thread: handing a part to another
 /// thread costs microseconds.
