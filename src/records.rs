@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-/// One training iteration: the batch's mean loss and accuracy, measured before the update.
+/// One row of `metrics.csv`, made after iteration `iter` of epoch `epoch`: a training iteration (its
+/// batch's mean loss and accuracy, measured before the update), or a whole-test-set evaluation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StepRecord {
+pub struct Record {
     /// Global iteration, from 1, never reset.
     pub step: usize,
     /// Epoch, from 1.
@@ -17,18 +18,6 @@ pub struct StepRecord {
     pub loss: f64,
     pub acc: f64,
     /// Seconds since training started.
-    pub time_s: f64,
-}
-
-/// A whole-test-set evaluation after epoch `epoch`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestRecord {
-    pub step: usize,
-    pub epoch: usize,
-    pub iters_per_epoch: usize,
-    pub lr: f32,
-    pub loss: f64,
-    pub acc: f64,
     pub time_s: f64,
 }
 

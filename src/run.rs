@@ -18,9 +18,7 @@ use crate::output::progress::{Mode, Progress};
 use crate::output::summary::{Summary, write_summary};
 use crate::output::{WholeLines, keep_rows_up_to, write_atomically};
 use crate::spec::NetSpec;
-use crate::train::{
-    GradNormRecord, Observer, Outcome, Settings, Status, StepRecord, TestRecord, train,
-};
+use crate::train::{GradNormRecord, Observer, Outcome, Record, Settings, Status, train};
 
 pub use crate::run_folder::{
     CONFIG_FILE, GRAD_NORMS_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
@@ -380,7 +378,7 @@ impl Observer for RunObserver<'_> {
         self.progress.epoch_started(epoch, iters_per_epoch);
     }
 
-    fn step(&mut self, record: &StepRecord) -> Result<()> {
+    fn step(&mut self, record: &Record) -> Result<()> {
         self.metrics.train(record).map_err(|e| self.fail(e))?;
         if record.step.is_multiple_of(self.disp_freq) {
             self.metrics
@@ -391,7 +389,7 @@ impl Observer for RunObserver<'_> {
         Ok(())
     }
 
-    fn tested(&mut self, record: &TestRecord) -> Result<()> {
+    fn tested(&mut self, record: &Record) -> Result<()> {
         self.metrics.test(record).map_err(|e| self.fail(e))?;
         self.metrics
             .flush()

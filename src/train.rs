@@ -17,7 +17,7 @@ use crate::eval::evaluate;
 use crate::loss::Loss;
 use crate::network::{Network, UpdatePlan};
 use crate::optim::Sgd;
-pub use crate::records::{GradNormRecord, Status, StepRecord, TestRecord};
+pub use crate::records::{GradNormRecord, Record, Status};
 use crate::spec::NetSpec;
 
 /// Everything that decides the numbers of a run.
@@ -40,8 +40,8 @@ pub struct Settings {
 /// Receives the loop's records as they are made; an error stops training.
 pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _iters_per_epoch: usize) {}
-    fn step(&mut self, record: &StepRecord) -> Result<()>;
-    fn tested(&mut self, record: &TestRecord) -> Result<()>;
+    fn step(&mut self, record: &Record) -> Result<()>;
+    fn tested(&mut self, record: &Record) -> Result<()>;
     /// Called every `Settings::grad_norm_every` iterations with every Linear layer's norm, in spec order.
     fn grad_norms(&mut self, _records: &[GradNormRecord]) -> Result<()> {
         Ok(())
@@ -162,7 +162,7 @@ pub fn train(
             epoch_loss_sum += stats.mean_loss();
             epoch_acc_sum += stats.accuracy();
             epoch_iters += 1;
-            observer.step(&StepRecord {
+            observer.step(&Record {
                 step,
                 epoch,
                 iter,
@@ -226,9 +226,10 @@ pub fn train(
             .stats;
             test = (stats.mean_loss(), stats.accuracy());
             eval_seconds += eval_start.elapsed().as_secs_f64();
-            observer.tested(&TestRecord {
+            observer.tested(&Record {
                 step,
                 epoch,
+                iter,
                 iters_per_epoch,
                 lr: settings.sgd.lr,
                 loss: test.0,

@@ -10,22 +10,22 @@ use mlp::loss::Loss;
 use mlp::network::Network;
 use mlp::optim::Sgd;
 use mlp::spec::NetSpec;
-use mlp::train::{Observer, Settings, StepRecord, TestRecord, train};
+use mlp::train::{Observer, Record, Settings, train};
 use ndarray::Array2;
 use rand::SeedableRng;
 
 #[derive(Default)]
 struct Recorder {
-    steps: Vec<StepRecord>,
-    tests: Vec<TestRecord>,
+    steps: Vec<Record>,
+    tests: Vec<Record>,
 }
 
 impl Observer for Recorder {
-    fn step(&mut self, record: &StepRecord) -> mlp::Result<()> {
+    fn step(&mut self, record: &Record) -> mlp::Result<()> {
         self.steps.push(record.clone());
         Ok(())
     }
-    fn tested(&mut self, record: &TestRecord) -> mlp::Result<()> {
+    fn tested(&mut self, record: &Record) -> mlp::Result<()> {
         self.tests.push(record.clone());
         Ok(())
     }

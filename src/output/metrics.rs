@@ -13,7 +13,7 @@
 
 use std::io::Write;
 
-use crate::records::{StepRecord, TestRecord};
+use crate::records::Record;
 
 pub const HEADER: [&str; 7] = ["step", "epoch", "split", "lr", "loss", "acc", "time_s"];
 
@@ -36,7 +36,7 @@ impl<W: Write> MetricsWriter<W> {
         }
     }
 
-    pub fn train(&mut self, r: &StepRecord) -> csv::Result<()> {
+    pub fn train(&mut self, r: &Record) -> csv::Result<()> {
         self.row(
             r.step,
             r.iters_per_epoch,
@@ -48,7 +48,7 @@ impl<W: Write> MetricsWriter<W> {
         )
     }
 
-    pub fn test(&mut self, r: &TestRecord) -> csv::Result<()> {
+    pub fn test(&mut self, r: &Record) -> csv::Result<()> {
         self.row(
             r.step,
             r.iters_per_epoch,
@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn rows_are_dense_and_exact() {
         let mut w = MetricsWriter::new(Vec::new()).unwrap();
-        let step = StepRecord {
+        let step = Record {
             step: 3,
             epoch: 1,
             iter: 3,
@@ -112,9 +112,10 @@ mod tests {
             time_s: 0.5,
         };
         w.train(&step).unwrap();
-        w.test(&TestRecord {
+        w.test(&Record {
             step: 4,
             epoch: 1,
+            iter: 4,
             iters_per_epoch: 4,
             lr: 0.01,
             loss: 0.25,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::records::{GradNormRecord, StepRecord, TestRecord};
+use crate::records::{GradNormRecord, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -107,7 +107,7 @@ impl Progress {
         }
     }
 
-    pub fn step(&mut self, r: &StepRecord) {
+    pub fn step(&mut self, r: &Record) {
         self.window_loss += r.loss;
         self.window_acc += r.acc;
         self.window_len += 1;
@@ -137,7 +137,7 @@ impl Progress {
         }
     }
 
-    pub fn tested(&mut self, r: &TestRecord) {
+    pub fn tested(&mut self, r: &Record) {
         match self.mode {
             Mode::Bar => {
                 if let Some(bar) = self.bar.take() {
@@ -293,7 +293,7 @@ mod tests {
         progress.epoch_started(999, iters);
         for iter in 1..=200 {
             let loss = 1234.56789 / iter as f64;
-            progress.step(&StepRecord {
+            progress.step(&Record {
                 step: 998 * iters + iter,
                 epoch: 999,
                 iter,
@@ -306,9 +306,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(3));
         }
         std::thread::sleep(Duration::from_millis(450));
-        progress.tested(&TestRecord {
+        progress.tested(&Record {
             step: 998 * iters + 200,
             epoch: 999,
+            iter: 200,
             iters_per_epoch: iters,
             lr: 0.01,
             loss: 0.2941234,
