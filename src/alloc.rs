@@ -1,22 +1,31 @@
 //! The global allocator of the `mlp` binary: the system's, with every block of 512 bytes or more on a
-//! 64-byte boundary, and a count of allocations for the test that the training loop makes none.
+//! 64-byte boundary, and a count of each thread's allocations for the test that the training loop
+//! makes none (per thread, since the test harness itself allocates when a test runs long).
 //!
 //! Why: the weight matrices are read in 64-byte vectors, and a vector that straddles two cache lines
 //! costs two loads. glibc places large blocks 16 bytes past a page boundary, so every AVX-512 load of
 //! a weight row would straddle two lines.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 /// Blocks this large or larger are cache-line aligned.
 const ALIGN_FROM: usize = 512;
 const CACHE_LINE: usize = 64;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Blocks this thread has allocated or grown (a const-initialised cell: reading it allocates not).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
 
-/// How many blocks have been allocated or grown so far, by any thread.
+/// How many blocks this thread has allocated or grown so far.
 pub fn allocations() -> usize {
-    ALLOCATIONS.load(Ordering::Relaxed)
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count_one() {
+    // During a thread's teardown its cell may be gone; such allocations are not the loop's.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
 }
 
 pub struct CacheAligned;
@@ -38,13 +47,13 @@ impl CacheAligned {
 // same layout from the same caller layout. `realloc` is the trait's default (alloc, copy, dealloc).
 unsafe impl GlobalAlloc for CacheAligned {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         // SAFETY: as the impl's; the layout has a non-zero size as the caller's does.
         unsafe { System.alloc(Self::layout(layout)) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         // SAFETY: as `alloc`.
         unsafe { System.alloc_zeroed(Self::layout(layout)) }
     }

@@ -1,6 +1,7 @@
 //! A training step allocates nothing once its buffers exist, MLP1's and MLP2's, sparse or dense, on
-//! every backend this CPU runs. Counted by the binary's own allocator, installed here too, on one
-//! thread (rayon's pool allocates now and then when it hands work over).
+//! every backend this CPU runs. Counted by the binary's own allocator, installed here too, on the one
+//! thread of a one-thread pool (rayon's pool allocates now and then when it hands work over), and for
+//! that thread alone (the test harness allocates when a test runs long, as under an emulator).
 
 use mlp::alloc::{CacheAligned, allocations};
 use mlp::batch::{InputBatch, InputPath};

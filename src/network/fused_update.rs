@@ -1,0 +1,119 @@
+//! The update fused into the gradient: each part of a weight's gradient is followed at once, on the
+//! thread that computed it, by the SGD update of the same elements, while they are in cache.
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use crate::batch::{InputBatch, OFFSET};
+use crate::kernels::{self, Backend, Dense, Part, Plain, SparseProduct};
+use crate::layers::Param;
+use crate::optim::Sgd;
+
+/// The weight gradient of Linear layer `i`, `dW = xᵀ dout` (for a sparse first layer
+/// `Sᵀ dout + offset · 1 · dbᵀ`, with `db` already in the bias's `grad`), each part followed at once by
+/// `sgd`'s update of the same elements, on the thread that computed them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn weight_gradient(
+    backend: Backend,
+    i: usize,
+    x: &InputBatch,
+    inp: Option<ArrayView2<f32>>,
+    dout: ArrayView2<f32>,
+    weight: &mut Param,
+    row: &mut [f32],
+    bias_grad: &[f32],
+    sgd: Option<&Sgd>,
+) {
+    let fused = FusedUpdate::new(weight);
+    let then = |part: &Part| {
+        if let Some(sgd) = sgd {
+            // SAFETY: the parts of one product are disjoint, and this part's gradient is final.
+            let (p, g, v) = unsafe { fused.part(part) };
+            sgd.update_rows(backend, p, g, v);
+        }
+    };
+    // SAFETY: the gradient is written only through this view while `fused` is in use, part by part,
+    // each part before its update reads it.
+    let mut grad = unsafe { fused.grad() };
+    match (i, x.sparse()) {
+        (0, Some(sparse)) => {
+            kernels::scale_into(backend, OFFSET, bias_grad, row);
+            SparseProduct::new(sparse.by_pixel, dout, row, &mut grad)
+                .run_then(backend, &Plain, &then);
+        }
+        _ => {
+            let inp = inp.unwrap_or_else(|| x.dense());
+            Dense::new(inp.t(), dout, None, &mut grad).run_then(backend, &Plain, &then);
+        }
+    }
+}
+
+/// A parameter's value, gradient and velocity by pointers, so that each thread of a product can
+/// update the part of the weight it has just computed the gradient of.
+struct FusedUpdate<'a> {
+    value: *mut f32,
+    grad: *mut f32,
+    velocity: *mut f32,
+    /// The row stride of all three (they are allocated alike, `Param::new`).
+    stride: usize,
+    dim: (usize, usize),
+    _param: std::marker::PhantomData<&'a mut Param>,
+}
+
+// SAFETY: shared between the threads of one product, which touch disjoint parts.
+unsafe impl Sync for FusedUpdate<'_> {}
+
+impl<'a> FusedUpdate<'a> {
+    fn new(param: &'a mut Param) -> Self {
+        let stride = param.value.strides()[0] as usize;
+        let alike =
+            |a: &Array2<f32>| a.dim() == param.value.dim() && a.strides() == param.value.strides();
+        assert!(
+            alike(&param.grad) && alike(&param.velocity) && param.value.strides()[1] == 1,
+            "a parameter's three arrays stored alike, by rows"
+        );
+        FusedUpdate {
+            dim: param.value.dim(),
+            value: param.value.as_mut_ptr(),
+            grad: param.grad.as_mut_ptr(),
+            velocity: param.velocity.as_mut_ptr(),
+            stride,
+            _param: std::marker::PhantomData,
+        }
+    }
+
+    /// The whole gradient.
+    ///
+    /// # Safety
+    /// No two live views may write the same element.
+    unsafe fn grad(&self) -> ArrayViewMut2<'a, f32> {
+        use ndarray::ShapeBuilder;
+        // SAFETY: the pointer and strides are the parameter's own.
+        unsafe { ArrayViewMut2::from_shape_ptr(self.dim.strides((self.stride, 1)), self.grad) }
+    }
+
+    /// Value, gradient and velocity of `part`.
+    ///
+    /// # Safety
+    /// `part` lies inside the parameter, and no other thread touches it meanwhile.
+    unsafe fn part(
+        &self,
+        part: &Part,
+    ) -> (
+        ArrayViewMut2<'_, f32>,
+        ArrayView2<'_, f32>,
+        ArrayViewMut2<'_, f32>,
+    ) {
+        use ndarray::ShapeBuilder;
+        let (rows, cols) = (part.rows.len(), part.cols.len());
+        let offset = part.rows.start * self.stride + part.cols.start;
+        let shape = || (rows, cols).strides((self.stride, 1));
+        // SAFETY: as the function's.
+        unsafe {
+            (
+                ArrayViewMut2::from_shape_ptr(shape(), self.value.add(offset)),
+                ArrayView2::from_shape_ptr(shape(), self.grad.add(offset).cast_const()),
+                ArrayViewMut2::from_shape_ptr(shape(), self.velocity.add(offset)),
+            )
+        }
+    }
+}
