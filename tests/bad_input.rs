@@ -782,3 +782,24 @@ fn step_numbers_never_wrap() {
     let resume = ["train", "-q", "--resume", "run", "--max-epoch", &huge];
     check(d, &resume, 2, &expected);
 }
+
+#[test]
+fn thread_counts_no_process_can_start_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toy_dataset(dir.path(), 100, 20, 4);
+    for n in ["1025", "100000000"] {
+        let args = [&TRAIN_HERE[..], &["--layer", FIT, "--threads", n]].concat();
+        check(
+            dir.path(),
+            &args,
+            2,
+            &format!("error: --threads: must be at most 1024, got {n}"),
+        );
+        check(
+            dir.path(),
+            &["bench", "--threads", n],
+            2,
+            "error: --threads: must be at most 1024",
+        );
+    }
+}

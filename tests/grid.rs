@@ -291,3 +291,35 @@ fn grid_rows_are_checked_and_never_run_as_shell_code() {
     assert!(err.contains("1 of 2 run(s) failed"), "{err}");
     assert!(out_dir.join("ok").join("summary.csv").exists());
 }
+
+/// Without MLP set, grid.sh builds with cargo and runs the binary under CARGO_TARGET_DIR when set.
+#[test]
+fn grid_finds_mlp_under_cargo_target_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A cargo that builds nothing, so that the test checks only where the script looks.
+    fs::create_dir(d.join("bin")).unwrap();
+    fs::write(d.join("bin/cargo"), "#!/bin/sh\nexit 0\n").unwrap();
+    let mut perms = fs::metadata(d.join("bin/cargo")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(d.join("bin/cargo"), perms).unwrap();
+    fs::write(d.join("grid.tsv"), "Toy\tce\tlinear,fc1,16,4,0.1\n").unwrap();
+    let path = format!(
+        "{}:{}",
+        d.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/grid.sh"))
+        .args(["--list", "--grid", "grid.tsv", "--out", "runs"])
+        .current_dir(d)
+        .env_remove("MLP")
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", d.join("elsewhere"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let commands = fs::read_to_string(d.join("runs/grid-commands.txt")).unwrap();
+    let expected = format!("'{}/elsewhere/release/mlp' 'train'", d.display());
+    assert!(commands.starts_with(&expected), "{commands}");
+}

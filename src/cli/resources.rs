@@ -2,6 +2,9 @@
 
 use crate::error::{Error, Result};
 
+/// The most threads a run may ask for: more than any machine's cores, fewer than a process may start.
+pub const MAX_THREADS: usize = 1024;
+
 /// Sizes rayon's thread pool once, before any parallel kernel runs.
 pub fn configure_threads(threads: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
@@ -37,6 +40,10 @@ pub fn choose_kernels(flag: Option<crate::kernels::Choice>) -> Result<crate::ker
 pub fn thread_count(threads: Option<usize>) -> Result<usize> {
     match threads {
         Some(0) => Err(Error::usage("--threads", "must be at least 1, got 0")),
+        Some(n) if n > MAX_THREADS => Err(Error::usage(
+            "--threads",
+            format!("must be at most {MAX_THREADS}, got {n}"),
+        )),
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
