@@ -198,7 +198,7 @@ fn lock_folder(dir: &Path) -> Result<File> {
 /// Loads the run folder's checkpoint for `--resume`, checks it against the configuration, and drops the
 /// rows its files hold beyond it (an interrupted run may have gone on past its last checkpoint).
 fn prepare_resume(cfg: &TrainConfig, train_len: usize) -> Result<Checkpoint> {
-    let ckpt = Checkpoint::load(&cfg.out_dir.join(MODEL_FILE))?;
+    let ckpt = Checkpoint::load(&crate::run_folder::file_in(&cfg.out_dir, MODEL_FILE)?)?;
     let h = &ckpt.header;
     let per_epoch = train_len.div_ceil(cfg.settings.batch_size);
     if Some(h.step) != h.epoch.checked_mul(per_epoch) {
@@ -236,10 +236,17 @@ fn prepare_resume(cfg: &TrainConfig, train_len: usize) -> Result<Checkpoint> {
             ),
         ));
     }
-    for name in [METRICS_FILE, GRAD_NORMS_FILE] {
+    let grad_norms = cfg.settings.grad_norm_every.is_some();
+    for (name, wanted) in [(METRICS_FILE, true), (GRAD_NORMS_FILE, grad_norms)] {
         let path = cfg.out_dir.join(name);
         if path.exists() {
             keep_rows_up_to(&path, h.step)?;
+        } else if wanted {
+            // Appending to a new file would leave a table without its header and first rows.
+            return Err(Error::data(
+                &cfg.out_dir,
+                format!("the run has no {name}, so it cannot be continued; start a new run"),
+            ));
         }
     }
     let summary = cfg.out_dir.join(SUMMARY_FILE);

@@ -803,3 +803,40 @@ fn thread_counts_no_process_can_start_are_refused() {
         );
     }
 }
+
+#[test]
+fn resume_needs_the_files_it_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_run(d);
+    let copy = |name: &str, without: &str| {
+        fs::create_dir(d.join(name)).unwrap();
+        for entry in fs::read_dir(d.join("run")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap() != without {
+                fs::copy(&path, d.join(name).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    copy("no_model", "model.ckpt");
+    copy("no_metrics", "metrics.csv");
+    fn resume(run: &str) -> [&str; 6] {
+        ["train", "-q", "--resume", run, "--max-epoch", "2"]
+    }
+    check(
+        d,
+        &resume("no_model"),
+        1,
+        "error: no_model: the run has no model.ckpt",
+    );
+    check(
+        d,
+        &resume("no_metrics"),
+        1,
+        "error: no_metrics: the run has no metrics.csv, so it cannot be continued",
+    );
+    assert!(
+        d.join("no_metrics/summary.csv").exists(),
+        "nothing touched before the checks"
+    );
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -195,5 +196,48 @@ fn plot_says_what_is_wrong_with_its_folders_and_output() {
     assert!(
         !left.iter().any(|n| n.to_string_lossy().ends_with(".tmp")),
         "{left:?}"
+    );
+}
+
+#[test]
+fn a_run_without_rows_is_named_and_nothing_is_replaced_but_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_run(d, "empty", 0, &|_| "1.0".into());
+    assert_error(
+        d,
+        &["plot", "empty", "--out", "x.png"],
+        1,
+        "error: empty/metrics.csv: holds no rows yet",
+    );
+    // A device or FIFO at --out is refused, never renamed over.
+    fake_run(d, "run", 100, &|_| "1.0".into());
+    let fifo = d.join("fifo.png");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_error(
+        d,
+        &["plot", "run", "--out", "fifo.png"],
+        1,
+        "error: fifo.png: is not a regular file",
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    std::os::unix::fs::symlink("/dev/null", d.join("null.png")).unwrap();
+    assert_error(
+        d,
+        &["plot", "run", "--out", "null.png"],
+        1,
+        "error: null.png: is not a regular file",
+    );
+    assert!(
+        fs::symlink_metadata(d.join("null.png"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
     );
 }

@@ -41,6 +41,7 @@ pub fn run(args: TrainArgs, command: Vec<String>) -> Result<u8> {
         );
     }
     let extent = match outcome.status {
+        Status::Completed if outcome.epochs == 1 => "1 epoch".to_string(),
         Status::Completed => format!("{} epochs", outcome.epochs),
         status => format!(
             "{} at epoch {}, step {} of {}",

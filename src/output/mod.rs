@@ -18,8 +18,17 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::data(path, "is a folder; give a file name"));
+    // The file is replaced by a rename: a folder, a device or a FIFO there would be replaced, not
+    // written to.
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(Error::data(path, "is a folder; give a file name")),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::data(
+                path,
+                "is not a regular file (a device, FIFO or socket); give a file's path",
+            ));
+        }
+        _ => {}
     }
     let tmp = temporary_path(path);
     let result = (|| {

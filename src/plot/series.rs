@@ -78,6 +78,12 @@ pub fn read_run(run: &Path, smooth: usize) -> Result<RunCurves> {
         }
     }
     flush(&mut window, &mut curves);
+    if curves.train_loss.is_empty() && curves.test_loss.is_empty() {
+        return Err(Error::data(
+            &path,
+            "holds no rows yet: the run has not finished an iteration",
+        ));
+    }
     Ok(curves)
 }
 
