@@ -57,11 +57,16 @@ impl Split {
 impl Dataset {
     /// Loads the four files from `dir` and checks that they fit together.
     pub fn load(dir: &Path) -> Result<Dataset> {
-        if !dir.is_dir() {
-            return Err(Error::data(
-                dir,
-                "data folder not found (give --data DIR with the four MNIST-style IDX files)",
-            ));
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            // A symlink loop or a folder that may not be read says so.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(dir, e)),
+            _ => {
+                return Err(Error::data(
+                    dir,
+                    "data folder not found (give --data DIR with the four MNIST-style IDX files)",
+                ));
+            }
         }
         let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS)?;
         let test = load_split(dir, TEST_IMAGES, TEST_LABELS)?;

@@ -608,6 +608,13 @@ fn files_that_are_not_regular_are_refused_before_they_are_read() {
         1,
         "error: looped/t10k-labels-idx1-ubyte: Too many levels of symbolic links",
     );
+    std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+    check(
+        d,
+        &["train", "-q", "--data", "loop", "--layer", FIT],
+        1,
+        "error: loop: Too many levels of symbolic links",
+    );
     // The same for predict's inputs.
     mkfifo(&d.join("digit.pgm"));
     check(
