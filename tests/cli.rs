@@ -370,33 +370,37 @@ fn a_diverging_run_stops_with_status_diverged_and_keeps_its_rows() {
     assert_eq!(rows.len(), 2 * 30 + 2);
 }
 
-/// Sends `signal` to a training run once its metrics file has rows, and checks what it leaves.
-fn interrupt_with(signal: &str, code: i32) {
+/// Starts `mlp train` of the default network on MNIST into `dir/run`, a row every iteration, with
+/// `extra` flags, and returns once its metrics.csv has `rows` lines.
+fn start_training(dir: &std::path::Path, extra: &[&str], rows: usize) -> std::process::Child {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_mlp"))
-        .args([
-            "train",
-            "--data",
-            mnist_dir().to_str().unwrap(),
-            "--out",
-            "run",
-            "--disp-freq",
-            "1",
-        ])
-        .current_dir(dir.path())
+        .args(["train", "--out", "run", "--disp-freq", "1"])
+        .args(extra)
+        .arg("--data")
+        .arg(mnist_dir())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let metrics = dir.path().join("run/metrics.csv");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 20 {
-        assert!(Instant::now() < deadline, "no rows within a minute");
+    let metrics = dir.join("run/metrics.csv");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < rows {
+        assert!(Instant::now() < deadline, "no rows within two minutes");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+/// Sends `signal` to a training run once its metrics file has rows, and checks what it leaves.
+fn interrupt_with(signal: &str, code: i32) {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_training(dir.path(), &[], 20);
+    let metrics = dir.path().join("run/metrics.csv");
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -497,7 +501,7 @@ fn grad_norms_are_written_for_every_linear_layer() {
 /// no thread waits by spinning for another to get CPU time.
 #[test]
 fn sigterm_is_honoured_on_an_overloaded_machine() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
@@ -515,31 +519,7 @@ fn sigterm_is_honoured_on_an_overloaded_machine() {
             })
         })
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
-        .args([
-            "train",
-            "-q",
-            "--threads",
-            "2",
-            "--out",
-            "run",
-            "--disp-freq",
-            "1",
-        ])
-        .arg("--data")
-        .arg(mnist_dir())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let metrics = dir.path().join("run/metrics.csv");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 5 {
-        assert!(Instant::now() < deadline, "no rows within two minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_training(dir.path(), &["-q", "--threads", "2"], 5);
     let sent = Instant::now();
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
