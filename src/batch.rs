@@ -66,6 +66,8 @@ fn prefetch(bytes: &[u8]) {
             )
         };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 impl InputBatch {
