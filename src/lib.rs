@@ -4,13 +4,16 @@
 //! The data flows one way:
 //!
 //! ```text
-//! flags (cli) -> checked config -> run folder (run, output) -> training loop (train)
-//!   -> network plan (network) -> layers (layers, activation), loss, optimiser (optim) -> kernels
+//! flags (cli) -> checked config (cli::check) -> a subcommand (commands) -> run folder (run, run_folder,
+//!   output) -> training loop (train) -> network plan (network) -> layers (layers, activation), loss,
+//!   optimiser (optim) -> kernels
 //! ```
 //!
-//! with `spec` the layer grammar as plain data, `data`, `idx` and `batch` below the loop, and `kernels`
-//! at the bottom: the arithmetic, one source per kernel instantiated for each instruction set, which
-//! gives the same numbers on every backend and thread count.
+//! with `spec` the layer grammar as plain data, `data`, `idx`, `batch` and `fit` (does a network fit its
+//! data and memory) below the loop, `records` the rows the loop reports, `load` how busy the machine is,
+//! and `kernels` at the bottom: the arithmetic, one source per kernel instantiated for each instruction
+//! set, which gives the same numbers on every backend and thread count. `tests/layering.rs` checks that
+//! no module imports one that imports it back.
 
 pub mod activation;
 pub mod alloc;

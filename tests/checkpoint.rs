@@ -177,7 +177,7 @@ fn bad_resumes_are_clear_errors() {
     check(
         resume(&["--max-epoch", "3"]),
         1,
-        "error: r/model.ckpt: No such file or directory",
+        "error: r: the run has no model.ckpt; a run saves it at the end of its first epoch",
     );
     check(
         mlp(d, &["train", "--resume", "nowhere"]),
