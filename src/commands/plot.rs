@@ -37,8 +37,9 @@ pub fn run(args: PlotArgs) -> Result<u8> {
         if left_out > 0 {
             let _ = writeln!(
                 std::io::stderr(),
-                "note: {left_out} points not drawn (not finite, beyond ±{:e}, or not positive on a \
+                "note: {left_out} {} not drawn (not finite, beyond ±{:e}, or not positive on a \
                  log axis)",
+                if left_out == 1 { "point" } else { "points" },
                 crate::plot::MAX_PLOTTED
             );
         }
