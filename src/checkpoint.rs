@@ -227,7 +227,7 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_regular(path, "a checkpoint")?;
         Checkpoint::decode(&bytes).map_err(|problem| Error::data(path, problem))
     }
 }

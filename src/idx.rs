@@ -7,7 +7,6 @@
 //! Files may be gzip-compressed; that is detected from gzip's magic bytes, not the file name. Everything
 //! is checked: magic, dimension count, and that the data is exactly as long as the header says.
 
-use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -32,44 +31,8 @@ pub const MAX_DATA: usize = 1 << 32;
 
 /// Reads the IDX file at `path`, which must hold unsigned bytes in `want_dims` dimensions.
 pub fn read_idx(path: &Path, want_dims: u8) -> Result<IdxArray> {
-    let raw = read_regular(path, "an IDX file")?;
+    let raw = crate::files::read_regular(path, "an IDX file")?;
     decode(&raw, want_dims).map_err(|problem| Error::data(path, problem))
-}
-
-/// The bytes of the regular file at `path` (after following symlinks). A FIFO, device or folder is
-/// refused before it is opened, since reading one could block forever; `expected` names what was wanted.
-pub fn read_regular(path: &Path, expected: &str) -> Result<Vec<u8>> {
-    let kind = fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .file_type();
-    if kind.is_file() {
-        return fs::read(path).map_err(|e| Error::io(path, e));
-    }
-    let what = if kind.is_dir() {
-        "a directory"
-    } else {
-        special_kind(kind)
-    };
-    Err(Error::data(path, format!("is {what}, expected {expected}")))
-}
-
-#[cfg(unix)]
-fn special_kind(kind: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: fs::FileType) -> &'static str {
-    "not a regular file"
 }
 
 /// Decodes an IDX file's bytes (gzipped or plain); the error says what is wrong with them.

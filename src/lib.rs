@@ -27,6 +27,7 @@ pub mod error;
 pub mod eval;
 pub mod exp;
 pub mod export;
+pub mod files;
 pub mod fit;
 pub mod idx;
 pub mod interrupt;

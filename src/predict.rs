@@ -19,7 +19,7 @@ pub fn read_inputs(files: &[PathBuf], width: usize) -> Result<Inputs> {
     let mut images = Vec::new();
     let mut origins = Vec::new();
     for path in files {
-        let bytes = idx::read_regular(path, "an IDX or PGM file")?;
+        let bytes = crate::files::read_regular(path, "an IDX or PGM file")?;
         if let Some(format) = other_image_format(&bytes) {
             return Err(Error::data(
                 path,

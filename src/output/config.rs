@@ -46,7 +46,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads a run folder's `config.json`.
     pub fn load(path: &Path) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_regular_text(path, "a run's config.json")?;
         serde_json::from_str(&text)
             .map_err(|e| Error::data(path, format!("not a run configuration: {e}")))
     }

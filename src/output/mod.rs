@@ -47,7 +47,7 @@ pub fn write_atomically(
 /// full disk) can leave a partial last line; it is read as absent. Returns the bytes and whether a
 /// partial line was dropped.
 pub fn whole_rows(path: &Path) -> Result<(Vec<u8>, bool)> {
-    let mut bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = crate::files::read_regular(path, "a CSV file")?;
     let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let torn = whole < bytes.len();
     bytes.truncate(whole);
