@@ -629,6 +629,23 @@ fn files_that_are_not_regular_are_refused_before_they_are_read() {
         1,
         "error: toy: is a directory",
     );
+    // And for the run folder's own files, read by eval, resume and plot.
+    fs::remove_file(d.join("run/model.ckpt")).unwrap();
+    mkfifo(&d.join("run/model.ckpt"));
+    check(
+        d,
+        &["eval", "run"],
+        1,
+        "error: run/model.ckpt: is a FIFO (named pipe), expected a checkpoint",
+    );
+    fs::remove_file(d.join("run/metrics.csv")).unwrap();
+    mkfifo(&d.join("run/metrics.csv"));
+    check(
+        d,
+        &["plot", "run", "--out", "x.png"],
+        1,
+        "error: run/metrics.csv: is a FIFO (named pipe), expected a CSV file",
+    );
 }
 
 #[test]
