@@ -9,8 +9,8 @@
 //!   optimiser (optim) -> kernels
 //! ```
 //!
-//! with `spec` the layer grammar as plain data, `data`, `idx`, `batch` and `fit` (does a network fit its
-//! data and memory) below the loop, `records` the rows the loop reports, `load` how busy the machine is,
+//! with `spec` the layer grammar as plain data, `files` (only regular files are read), `data`, `idx`,
+//! `batch` and `fit` (does a network fit its data and memory) below the loop, `records` the rows the loop reports, `load` how busy the machine is,
 //! and `kernels` at the bottom: the arithmetic, one source per kernel instantiated for each instruction
 //! set, which gives the same numbers on every backend and thread count. `tests/layering.rs` checks that
 //! no module imports one that imports it back.
