@@ -431,8 +431,9 @@ fn interrupt_with(signal: &str, code: i32) {
         stopped_at,
         "every completed iteration has its row"
     );
+    // Stopped inside the first epoch: no checkpoint yet, and the line says so.
     assert!(
-        last.ends_with("; continue with: mlp train --resume run"),
+        last.ends_with("; no epoch had ended, so there is no checkpoint to resume from"),
         "{last}"
     );
     let (sheader, summary) = read_csv(&dir.path().join("run/summary.csv"));
@@ -540,4 +541,32 @@ fn sigterm_is_honoured_on_an_overloaded_machine() {
     hogs.into_iter().for_each(|h| h.join().unwrap());
     assert_eq!(status.code(), Some(143), "stopped by SIGTERM, not killed");
     assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+}
+
+/// Stopped after an epoch has ended, the last line says how to continue the run.
+#[test]
+fn an_interrupted_run_with_a_checkpoint_says_how_to_continue() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_training(dir.path(), &[], 1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !dir.path().join("run/model.ckpt").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint within two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.ends_with("; continue with: mlp train --resume run"),
+        "{last}"
+    );
 }

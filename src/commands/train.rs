@@ -26,11 +26,16 @@ pub fn run(args: TrainArgs, command: Vec<String>) -> Result<u8> {
             .requested()
             .map(|s| format!(" by {}", s.name()))
             .unwrap_or_default();
+        // `--resume` continues from the last checkpoint, written at the end of each epoch.
+        let checkpointed = cfg.out_dir.join(crate::run_folder::MODEL_FILE).is_file();
         let resume = match outcome.status {
-            Status::Interrupted => format!(
+            Status::Interrupted if checkpointed => format!(
                 "; continue with: mlp train --resume {}",
                 cfg.out_dir.display()
             ),
+            Status::Interrupted => {
+                "; no epoch had ended, so there is no checkpoint to resume from".to_string()
+            }
             _ => String::new(),
         };
         let _ = writeln!(
