@@ -221,7 +221,7 @@ impl Network {
     /// Forward, loss and backward for one batch: afterwards every parameter's `grad` holds the gradient
     /// of the batch's mean loss. Returns the batch's loss and accuracy.
     pub fn compute_gradients(&mut self, x: &InputBatch, loss: Loss) -> BatchStats {
-        self.run_layers(x, loss, None, &mut ()).0
+        self.run_layers(x, loss, None, || {}, &mut ()).0
     }
 
     /// One training step: forward, loss, backward and the SGD update of `plan`, which is skipped when
@@ -237,22 +237,49 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
-        if kernels::threads() <= 1 {
-            beside();
-            return self.run_layers(x, loss, Some(plan), laps);
-        }
-        rayon::join(|| self.run_layers(x, loss, Some(plan), laps), beside).0
+        self.run_layers(x, loss, Some(plan), beside, laps)
     }
 
+    /// The step's passes, `beside` run beside the layers after the first: the first layer's passes
+    /// (MNIST's largest, the sparse ones) then have every thread, and `beside` fills the other
+    /// thread's time while the narrower layers run.
     fn run_layers(
         &mut self,
         x: &InputBatch,
         loss: Loss,
         plan: Option<&UpdatePlan>,
+        beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
+        let alone = kernels::threads() <= 1;
+        let mut beside = Some(beside);
+        if alone {
+            beside.take().map(|f| f());
+        }
+        self.forward_layer(0, x);
+        laps.lap(Stage::Forward(0));
+        let middle = |net: &mut Self, laps: &mut _| net.middle_layers(x, loss, plan, laps);
+        let (stats, sgd) = match beside {
+            Some(beside) => rayon::join(|| middle(self, laps), beside).0,
+            None => middle(self, laps),
+        };
+        self.backward_layer(0, x, sgd.as_ref());
+        laps.lap(Stage::Backward(0));
+        (stats, sgd.is_some())
+    }
+
+    /// Every layer's forward pass after the first, the loss, and every backward pass but the first
+    /// layer's; returns the loss and the update to apply (none when the loss is not finite, unless
+    /// allowed).
+    fn middle_layers(
+        &mut self,
+        x: &InputBatch,
+        loss: Loss,
+        plan: Option<&UpdatePlan>,
+        laps: &mut impl Laps,
+    ) -> (BatchStats, Option<Sgd>) {
         let n = x.rows();
-        for i in 0..self.layers.len() {
+        for i in 1..self.layers.len() {
             self.forward_layer(i, x);
             laps.lap(Stage::Forward(i));
         }
@@ -266,11 +293,11 @@ impl Network {
         let sgd = plan
             .filter(|plan| plan.allow_nan || stats.loss_sum.is_finite())
             .map(|plan| plan.sgd);
-        for i in (0..self.layers.len()).rev() {
+        for i in (1..self.layers.len()).rev() {
             self.backward_layer(i, x, sgd.as_ref());
             laps.lap(Stage::Backward(i));
         }
-        (stats, sgd.is_some())
+        (stats, sgd)
     }
 
     /// The activation layer `i + 1` folds into layer i's output, if any.
