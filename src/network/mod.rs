@@ -251,11 +251,14 @@ impl Network {
         beside: impl FnOnce() + Send,
         laps: &mut impl Laps,
     ) -> (BatchStats, bool) {
-        let alone = kernels::threads() <= 1;
-        let mut beside = Some(beside);
-        if alone {
-            beside.take().map(|f| f());
-        }
+        // One thread builds the batch first, as the step's order does not matter to it.
+        let beside = match kernels::threads() {
+            ..=1 => {
+                beside();
+                None
+            }
+            _ => Some(beside),
+        };
         self.forward_layer(0, x);
         laps.lap(Stage::Forward(0));
         let middle = |net: &mut Self, laps: &mut _| net.middle_layers(x, loss, plan, laps);
