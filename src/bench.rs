@@ -127,6 +127,7 @@ pub fn bench(
     let plan = UpdatePlan {
         sgd: settings.sgd,
         allow_nan: true,
+        keep_gradients: false,
     };
     let train_start = Instant::now();
     for _ in 0..settings.max_epoch {

@@ -80,8 +80,9 @@ impl Sgd {
         )
     }
 
+    /// One element's update: the velocity, then the value.
     #[inline(always)]
-    fn update(&self, p: &mut f32, g: f32, v: &mut f32) {
+    pub(crate) fn update(&self, p: &mut f32, g: f32, v: &mut f32) {
         *v = self.momentum * *v + (g + self.weight_decay * *p);
         *p -= self.lr * *v;
     }

@@ -149,9 +149,13 @@ pub fn train(
             iter += 1;
             let next = batches.peek().copied();
             let build_next = || next.map_or((), |next| next_batch.fill(train, next));
+            let grad_norms = settings
+                .grad_norm_every
+                .is_some_and(|every| step.is_multiple_of(every));
             let plan = UpdatePlan {
                 sgd: settings.sgd,
                 allow_nan: settings.allow_nan,
+                keep_gradients: grad_norms,
             };
             let (stats, updated) =
                 network.train_step(&batch, settings.loss, &plan, build_next, &mut ());
@@ -173,10 +177,7 @@ pub fn train(
                 time_s: elapsed(),
             })?;
             // This step kept its gradients (the plan's keep_gradients), so they can be read after it.
-            if settings
-                .grad_norm_every
-                .is_some_and(|every| step.is_multiple_of(every))
-            {
+            if grad_norms {
                 let records: Vec<GradNormRecord> = network
                     .weight_grad_norms()
                     .map(|(layer, norm)| GradNormRecord {

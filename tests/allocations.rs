@@ -31,6 +31,7 @@ fn count(data: &Dataset, spec: &str, path: InputPath, backend: Backend) -> usize
             weight_decay: 5e-4,
         },
         allow_nan: false,
+        keep_gradients: false,
     };
     // Batches in the order of a shuffled epoch: image i * 7919 % 60000 (7919 is prime to 60000).
     let order: Vec<u32> = (0..60_000u32).map(|i| i * 7919 % 60_000).collect();

@@ -39,6 +39,7 @@ fn run(data: &Dataset, spec: &str, path: InputPath, backend: Backend, threads: u
                 weight_decay: 5e-4,
             },
             allow_nan: false,
+            keep_gradients: false,
         };
         let order: Vec<u32> = (0..600u32).map(|i| i * 7 % 600).collect();
         let mut losses = Vec::new();

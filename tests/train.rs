@@ -256,15 +256,17 @@ fn the_fused_update_equals_gradients_then_update() {
     };
     let order: Vec<u32> = (0..1000u32).map(|i| i * 7 % 1000).collect();
     // Five steps; the last one's gradients are returned.
-    let run = |fused: bool| {
+    // `fused`: None for the plain passes, else whether the step keeps its gradients.
+    let run = |fused: Option<bool>| {
         let mut net = new_net();
         let mut batch = InputBatch::new(101, 784, InputPath::Sparse);
         for indices in order.chunks(101).take(5) {
             batch.fill(&data.train, indices);
-            if fused {
+            if let Some(keep_gradients) = fused {
                 let plan = UpdatePlan {
                     sgd,
                     allow_nan: false,
+                    keep_gradients,
                 };
                 let (_, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
                 assert!(updated);
@@ -274,14 +276,19 @@ fn the_fused_update_equals_gradients_then_update() {
             }
         }
         let grads: Vec<Array2<f32>> = net.params().map(|p| p.grad.clone()).collect();
-        assert!(grads[0].iter().any(|&g| g != 0.0));
+        // A step that does not keep them never writes the first layer's (sparse) gradient.
+        let written = grads[0].iter().any(|&g| g != 0.0);
+        assert_eq!(written, fused != Some(false));
         (net, grads)
     };
-    for (threads, (plain, fused)) in common::on_every_thread_count(|| (run(false), run(true))) {
-        assert_eq!(plain.1, fused.1, "{threads}: gradients of a kept step");
-        for (a, b) in plain.0.params().zip(fused.0.params()) {
-            assert!(a.value == b.value, "{threads}: {}", a.name);
-            assert!(a.velocity == b.velocity, "{threads}: {} velocity", a.name);
+    let runs = common::on_every_thread_count(|| (run(None), run(Some(true)), run(Some(false))));
+    for (threads, (plain, kept, fused)) in runs {
+        assert_eq!(plain.1, kept.1, "{threads}: gradients of a kept step");
+        for other in [&kept.0, &fused.0] {
+            for (a, b) in plain.0.params().zip(other.params()) {
+                assert!(a.value == b.value, "{threads}: {}", a.name);
+                assert!(a.velocity == b.velocity, "{threads}: {} velocity", a.name);
+            }
         }
     }
     // A NaN in the last layer's weight makes the loss NaN: nothing moves, unless allowed.
@@ -291,7 +298,11 @@ fn the_fused_update_equals_gradients_then_update() {
         let mut net = new_net();
         net.params_mut().nth(2).unwrap().value[[3, 0]] = f32::NAN;
         let before: Vec<Array2<f32>> = net.params().map(|p| p.value.clone()).collect();
-        let plan = UpdatePlan { sgd, allow_nan };
+        let plan = UpdatePlan {
+            sgd,
+            allow_nan,
+            keep_gradients: false,
+        };
         let (stats, updated) = net.train_step(&batch, Loss::SoftmaxCe, &plan, || (), &mut ());
         assert!(stats.loss_sum.is_nan());
         assert_eq!(updated, allow_nan);
@@ -376,6 +387,7 @@ fn folded_activations_and_fused_updates_change_nothing() {
             let plan = UpdatePlan {
                 sgd,
                 allow_nan: false,
+                keep_gradients: false,
             };
             let mut losses = Vec::new();
             for indices in order.chunks(101).take(4) {

@@ -29,6 +29,10 @@ pub use sparse::{ScatterProduct, SparseProduct};
 /// an element-wise activation, or the derivative of one (see `network`). `apply(row, first_col,
 /// block)`: `block` holds columns `first_col..` of output row `row`.
 pub trait Epilogue: Sync {
+    /// Whether the product writes its output: `false` for an epilogue that consumes each finished
+    /// block itself (an update straight from registers), the output then left unwritten.
+    const STORES: bool = true;
+
     fn apply(&self, row: usize, first_col: usize, block: &mut [f32]);
 }
 

@@ -151,7 +151,9 @@ unsafe fn block<const W: usize, E: Epilogue>(
         for (r, done) in done.iter_mut().enumerate().take(rows) {
             let row = g * GROUP + r;
             epi.apply(row, j0, done);
-            store(s.out.add(row * s.out_row + j0), done, W);
+            if E::STORES {
+                store(s.out.add(row * s.out_row + j0), done, W);
+            }
         }
     }
     W

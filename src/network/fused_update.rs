@@ -1,16 +1,19 @@
 //! The update fused into the gradient: each part of a weight's gradient is followed at once, on the
-//! thread that computed it, by the SGD update of the same elements, while they are in cache.
+//! thread that computed it, by the SGD update of the same elements, while they are in cache. The
+//! sparse first layer's gradient goes further: each block is applied while it is still in registers,
+//! and written out only when the step keeps its gradients.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::batch::{InputBatch, OFFSET};
-use crate::kernels::{self, Backend, Dense, Part, Plain, SparseProduct};
+use crate::kernels::{self, Backend, Dense, Epilogue, Part, Plain, SparseProduct};
 use crate::layers::Param;
 use crate::optim::Sgd;
 
 /// The weight gradient of Linear layer `i`, `dW = xᵀ dout` (for a sparse first layer
 /// `Sᵀ dout + offset · 1 · dbᵀ`, with `db` already in the bias's `grad`), each part followed at once by
-/// `sgd`'s update of the same elements, on the thread that computed them.
+/// `sgd`'s update of the same elements, on the thread that computed them. Unless `keep`, the sparse
+/// first layer's gradient is not written (its `grad` is then stale).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_gradient(
     backend: Backend,
@@ -22,6 +25,7 @@ pub(super) fn weight_gradient(
     row: &mut [f32],
     bias_grad: &[f32],
     sgd: Option<&Sgd>,
+    keep: bool,
 ) {
     let fused = FusedUpdate::new(weight);
     let then = |part: &Part| {
@@ -37,12 +41,50 @@ pub(super) fn weight_gradient(
     match (i, x.sparse()) {
         (0, Some(sparse)) => {
             kernels::scale_into(backend, OFFSET, bias_grad, row);
-            SparseProduct::new(sparse.by_pixel, dout, row, &mut grad)
-                .run_then(backend, &Plain, &then);
+            let product = SparseProduct::new(sparse.by_pixel, dout, row, &mut grad);
+            let none = |_: &Part| {};
+            match (sgd, keep) {
+                (None, _) => product.run_then(backend, &Plain, &none),
+                (Some(&sgd), true) => {
+                    product.run_then(backend, &InRegisters::<true> { sgd, to: &fused }, &none)
+                }
+                (Some(&sgd), false) => {
+                    product.run_then(backend, &InRegisters::<false> { sgd, to: &fused }, &none)
+                }
+            }
         }
         _ => {
             let inp = inp.unwrap_or_else(|| x.dense());
             Dense::new(inp.t(), dout, None, &mut grad).run_then(backend, &Plain, &then);
+        }
+    }
+}
+
+/// The update of each finished block of the gradient, applied from registers; the block is written
+/// to the gradient only if `KEEP`.
+struct InRegisters<'a, 'p, const KEEP: bool> {
+    sgd: Sgd,
+    to: &'a FusedUpdate<'p>,
+}
+
+impl<const KEEP: bool> Epilogue for InRegisters<'_, '_, KEEP> {
+    const STORES: bool = KEEP;
+
+    #[inline(always)]
+    fn apply(&self, row: usize, first_col: usize, block: &mut [f32]) {
+        let to = self.to;
+        let width = block.len().min(to.dim.1.saturating_sub(first_col));
+        let at = row * to.stride + first_col;
+        // SAFETY: the product's threads own disjoint rows, and the block lies inside the row (its
+        // lanes past the weight's width, the padding, are left alone).
+        let (value, velocity) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(to.value.add(at), width),
+                std::slice::from_raw_parts_mut(to.velocity.add(at), width),
+            )
+        };
+        for ((p, &g), v) in value.iter_mut().zip(&*block).zip(velocity) {
+            self.sgd.update(p, g, v);
         }
     }
 }

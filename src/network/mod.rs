@@ -49,6 +49,9 @@ pub struct UpdatePlan {
     pub sgd: Sgd,
     /// Update even when the batch's loss is not finite (otherwise such a step updates nothing).
     pub allow_nan: bool,
+    /// Leave every parameter's gradient in its `grad` (to read its norm). Otherwise the first
+    /// layer's sparse gradient is applied from registers and never written, and its `grad` is stale.
+    pub keep_gradients: bool,
 }
 
 /// Told when each stage of a training step ends. `()` ignores it, so plain training pays nothing.
@@ -266,7 +269,8 @@ impl Network {
             Some(beside) => rayon::join(|| middle(self, laps), beside).0,
             None => middle(self, laps),
         };
-        self.backward_layer(0, x, sgd.as_ref());
+        let keep = plan.is_none_or(|plan| plan.keep_gradients);
+        self.backward_layer(0, x, sgd.as_ref(), keep);
         laps.lap(Stage::Backward(0));
         (stats, sgd.is_some())
     }
@@ -297,7 +301,7 @@ impl Network {
             .filter(|plan| plan.allow_nan || stats.loss_sum.is_finite())
             .map(|plan| plan.sgd);
         for i in (1..self.layers.len()).rev() {
-            self.backward_layer(i, x, sgd.as_ref());
+            self.backward_layer(i, x, sgd.as_ref(), true);
             laps.lap(Stage::Backward(i));
         }
         (stats, sgd)
@@ -372,8 +376,8 @@ impl Network {
     }
 
     /// Layer `i`'s backward pass, then its parameters' update by `sgd` if given: nothing for a folded
-    /// activation.
-    fn backward_layer(&mut self, i: usize, x: &InputBatch, sgd: Option<&Sgd>) {
+    /// activation. Unless `keep`, an update may leave the gradient unwritten (see [`UpdatePlan`]).
+    fn backward_layer(&mut self, i: usize, x: &InputBatch, sgd: Option<&Sgd>, keep: bool) {
         let n = x.rows();
         let backend = self.backend;
         if self.folded[i] {
@@ -419,7 +423,18 @@ impl Network {
                     }
                 }
                 let db = bias.grad.row(0).to_slice().expect("one row");
-                weight_gradient(backend, i, x, inp, dout, weight, &mut self.row, db, sgd);
+                weight_gradient(
+                    backend,
+                    i,
+                    x,
+                    inp,
+                    dout,
+                    weight,
+                    &mut self.row,
+                    db,
+                    sgd,
+                    keep,
+                );
                 if let Some(sgd) = sgd {
                     sgd.step(backend, bias);
                 }
