@@ -68,8 +68,18 @@ impl Dataset {
                 ));
             }
         }
-        let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS)?;
-        let test = load_split(dir, TEST_IMAGES, TEST_LABELS)?;
+        // The two splits decompress at once (a plain thread: the kernels' pool may not exist yet);
+        // the training split's error, if any, is the one reported.
+        let (train, test) = std::thread::scope(|scope| {
+            let test = scope.spawn(|| load_split(dir, TEST_IMAGES, TEST_LABELS));
+            let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS);
+            (train, test.join())
+        });
+        let train = train?;
+        let test = match test {
+            Ok(test) => test?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         if train.width != test.width {
             return Err(Error::data(
                 find(dir, TEST_IMAGES)?,
