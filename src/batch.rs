@@ -48,8 +48,6 @@ pub struct InputBatch {
     width: usize,
     labels: Vec<u8>,
     by_pixel: Grouped,
-    /// Scratch for the transpose.
-    counts: Vec<u32>,
     rows: usize,
     path: InputPath,
     sparse: bool,
@@ -79,7 +77,6 @@ impl InputBatch {
             width,
             labels: Vec::with_capacity(capacity),
             by_pixel: Grouped::default(),
-            counts: Vec::new(),
             rows: 0,
             path,
             sparse: false,
@@ -129,8 +126,7 @@ impl InputBatch {
         }
         if self.sparse {
             let image = |r: usize| image(indices[r]);
-            self.by_pixel
-                .fill_columns(n, width, image, 1.0 / 255.0, &mut self.counts);
+            self.by_pixel.fill_columns(n, width, image, 1.0 / 255.0);
             let nnz = self.by_pixel.nnz() as f64;
             let dense_enough = nnz >= SPARSE_MAX_DENSITY * (n * width) as f64;
             self.sparse = !(self.path == InputPath::Auto && dense_enough);

@@ -70,7 +70,7 @@ impl<'a> SparseProduct<'a> {
         if m == 0 || self.n == 0 {
             return;
         }
-        let work = (self.rows.cols.len() * GROUP + m) * self.n;
+        let work = (self.rows.entries() * GROUP + m) * self.n;
         // `then` follows every few groups, while their rows are still in cache.
         const THEN_EVERY: usize = 4;
         for_parts(groups, 1, work, 1, &|part| {
@@ -217,7 +217,7 @@ impl<'a> ScatterProduct<'a> {
         if m == 0 || self.n == 0 {
             return;
         }
-        let work = (self.rows.cols.len() * GROUP + m) * self.n;
+        let work = (self.rows.entries() * GROUP + m) * self.n;
         for_parts(1, self.n, work, 1, &|part| {
             let part = Part {
                 rows: 0..m,
@@ -342,7 +342,7 @@ mod tests {
         let rows = bytes();
         let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
         by_rows.fill_rows(23, 70, |r| &rows[r], 0.5);
-        by_cols.fill_columns(23, 70, |r| &rows[r], 0.5, &mut Vec::new());
+        by_cols.fill_columns(23, 70, |r| &rows[r], 0.5);
         let want = Array2::from_shape_fn((23, 70), |(r, c)| rows[r][c] as f32 * 0.5);
         assert_eq!(dense(&by_rows), want);
         assert_eq!(dense(&by_cols), want.t());
@@ -358,7 +358,7 @@ mod tests {
         let rows = bytes();
         let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
         by_rows.fill_rows(23, 70, |r| &rows[r], 1.0 / 255.0);
-        by_cols.fill_columns(23, 70, |r| &rows[r], 1.0 / 255.0, &mut Vec::new());
+        by_cols.fill_columns(23, 70, |r| &rows[r], 1.0 / 255.0);
         for n in [1, 10, 130, 300] {
             let w = Array2::from_shape_fn((70, n), |(i, j)| {
                 ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4
