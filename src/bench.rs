@@ -41,6 +41,8 @@ impl Laps for StageClock {
             Stage::Forward(i) => self.forward[i] += dt,
             Stage::Backward(i) => self.backward[i] += dt,
             Stage::Loss => self.loss += dt,
+            // Timed by the batch's own clock ("gather batch").
+            Stage::Beside => {}
         }
     }
 }

@@ -37,6 +37,8 @@ use fused_update::weight_gradient;
 /// A stage of [`Network::train_step`]; numbers are layer indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// `beside`, when one thread runs it before the layers.
+    Beside,
     Forward(usize),
     Loss,
     /// The layer's backward pass, with its parameters' update when the step updates.
@@ -258,6 +260,7 @@ impl Network {
         let beside = match kernels::threads() {
             ..=1 => {
                 beside();
+                laps.lap(Stage::Beside);
                 None
             }
             _ => Some(beside),
