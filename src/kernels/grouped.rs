@@ -68,14 +68,15 @@ impl Grouped {
     ) {
         self.clear(ncols, nrows.div_ceil(GROUP) * ncols);
         self.nrows = nrows;
-        let zeros = vec![0; ncols];
         for g0 in (0..nrows).step_by(GROUP) {
-            let rows: [&[u8]; GROUP] = std::array::from_fn(|r| {
-                let bytes = if g0 + r < nrows { row(g0 + r) } else { &zeros };
-                assert_eq!(bytes.len(), ncols, "row width");
+            // The missing rows of a short last group are zeros.
+            let rows: [Option<&[u8]>; GROUP] = std::array::from_fn(|r| {
+                let bytes = (g0 + r < nrows).then(|| row(g0 + r));
+                assert!(bytes.is_none_or(|b| b.len() == ncols), "row width");
                 bytes
             });
-            self.push_group((0..ncols).map(|c| (c, rows.map(|r| r[c]))), scale);
+            let bytes = |c: usize| rows.map(|r| r.map_or(0, |r| r[c]));
+            self.push_group((0..ncols).map(|c| (c, bytes(c))), scale);
         }
     }
 
