@@ -184,7 +184,7 @@ pub fn bench(
     }
     let train_s = train_start.elapsed().as_secs_f64() - eval_s;
 
-    let gather = if rayon::current_num_threads() > 1 {
+    let gather = if crate::kernels::threads() > 1 {
         "gather batch (beside)"
     } else {
         "gather batch"

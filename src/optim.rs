@@ -36,21 +36,27 @@ impl Sgd {
             ..
         } = param;
         let (rows, cols) = value.dim();
-        let height = if value.len() >= PARALLEL_FROM {
-            crate::kernels::part_size(rows, 1, rayon::current_num_threads())
-        } else {
-            rows.max(1)
-        };
-        use rayon::prelude::*;
-        let parts = value
-            .axis_chunks_iter_mut(Axis(0), height)
-            .into_par_iter()
-            .zip(grad.axis_chunks_iter(Axis(0), height))
-            .zip(velocity.axis_chunks_iter_mut(Axis(0), height));
-        if cols == 0 {
+        if rows == 0 || cols == 0 {
             return;
         }
-        parts.for_each(|((p, g), v)| self.update_rows(backend, p, g, v));
+        let threads = match value.len() {
+            PARALLEL_FROM.. => crate::kernels::threads(),
+            _ => 1,
+        };
+        let height = crate::kernels::part_size(rows, 1, threads);
+        // Each thread takes the next block of rows; which block it gets changes nothing.
+        let blocks = std::sync::Mutex::new(
+            value
+                .axis_chunks_iter_mut(Axis(0), height)
+                .zip(grad.axis_chunks_iter(Axis(0), height))
+                .zip(velocity.axis_chunks_iter_mut(Axis(0), height)),
+        );
+        crate::kernels::Pool::current().run(&[rows.div_ceil(height)], threads, &|_, _| {
+            let block = blocks.lock().unwrap_or_else(|e| e.into_inner()).next();
+            if let Some(((p, g), v)) = block {
+                self.update_rows(backend, p, g, v);
+            }
+        });
     }
 
     /// The update of a block of rows, on this thread, row after row (a weight's rows are padded apart).
@@ -152,10 +158,7 @@ mod tests {
         let mut p = Param::new("w".into(), value.clone());
         assert_eq!(p.value.strides(), &[1008, 1]);
         p.grad.assign(&grad);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let pool = crate::kernels::Pool::new(2).unwrap();
         pool.install(|| sgd.step(Backend::best(), &mut p));
         sgd.step(Backend::Portable, &mut p);
         for ((&got, &x), &g) in p.value.iter().zip(&value).zip(&grad) {

@@ -1,7 +1,7 @@
 //! A training step allocates nothing once its buffers exist, MLP1's and MLP2's, sparse or dense, on
 //! every backend this CPU runs. Counted by the binary's own allocator, installed here too, on the one
-//! thread of a one-thread pool (rayon's pool allocates now and then when it hands work over), and for
-//! that thread alone (the test harness allocates when a test runs long, as under an emulator).
+//! thread of a one-thread pool, and for that thread alone (the test harness allocates when a test runs
+//! long, as under an emulator).
 
 use mlp::alloc::{CacheAligned, allocations};
 use mlp::batch::{InputBatch, InputPath};
@@ -48,10 +48,7 @@ fn count(data: &Dataset, spec: &str, path: InputPath, backend: Backend) -> usize
 
 #[test]
 fn a_training_step_allocates_nothing() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = mlp::kernels::Pool::new(1).unwrap();
     let data = Dataset::load(&common::mnist_dir()).unwrap();
     let mlp1 = "linear,fc1,784,256,0.01; relu,relu1; linear,fc2,256,10,0.01";
     let mlp2 = "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01; relu,relu2; \

@@ -22,10 +22,7 @@ const MLP2: &str = "linear,fc1,784,500,0.01; relu,relu1; linear,fc2,500,256,0.01
 type Run = (Vec<u64>, Vec<Vec<u32>>);
 
 fn run(data: &Dataset, spec: &str, path: InputPath, backend: Backend, threads: usize) -> Run {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let pool = mlp::kernels::Pool::new(threads).unwrap();
     pool.install(|| {
         let spec: NetSpec = spec.parse().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

@@ -5,19 +5,10 @@ use crate::error::{Error, Result};
 /// The most threads a run may ask for: more than any machine's cores, fewer than a process may start.
 pub const MAX_THREADS: usize = 1024;
 
-/// Sizes rayon's thread pool once, before any parallel kernel runs.
+/// Sizes the kernels' thread pool once, before any parallel kernel runs.
 pub fn configure_threads(threads: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
+    crate::kernels::Pool::configure(threads)
         .map_err(|e| Error::usage("--threads", format!("cannot start {threads} threads: {e}")))
-}
-
-/// Runs `work` on one of rayon's threads rather than on the main thread, so that a run keeps to
-/// `--threads` busy threads: called from outside the pool, every parallel kernel would hand its work to
-/// the pool and put the main thread to sleep.
-pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| work())
 }
 
 /// Chooses the process's kernels: `--kernels`, else `MLP_KERNELS`, else the best this CPU has. A

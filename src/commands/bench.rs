@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::cli::args::BenchArgs;
 use crate::cli::check::Workload;
-use crate::cli::resources::{configure_threads, on_pool};
+use crate::cli::resources::configure_threads;
 use crate::error::{Error, Result};
 use crate::optim::Sgd;
 
@@ -28,7 +28,7 @@ pub fn run(args: BenchArgs) -> Result<u8> {
         weight_decay: 5e-4,
     };
     let settings = args.workload.settings(sgd, args.epochs, 1);
-    let report = on_pool(|| crate::bench::bench(&spec, &settings, &data_dir))?;
+    let report = crate::bench::bench(&spec, &settings, &data_dir)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::cli::args::TrainArgs;
-use crate::cli::resources::{configure_threads, on_pool};
+use crate::cli::resources::configure_threads;
 use crate::error::{Error, Result};
 use crate::interrupt::StopFlag;
 use crate::records::Status;
@@ -15,7 +15,7 @@ pub fn run(args: TrainArgs, command: Vec<String>) -> Result<u8> {
     let cfg = args.into_config(command)?;
     configure_threads(cfg.threads)?;
     let stop = StopFlag::install().map_err(|e| Error::io("signal handlers", e))?;
-    let outcome = on_pool(|| run_train(&cfg, &stop))?;
+    let outcome = run_train(&cfg, &stop)?;
     let code = match outcome.status {
         Status::Interrupted => stop.requested().map_or(130, |s| s.exit_code()),
         Status::Diverged => 3,

@@ -73,7 +73,7 @@ impl<'a> Dense<'a> {
         }
     }
 
-    /// Computes the product, shared between rayon's threads, `epi` applied to every block.
+    /// Computes the product, shared between the threads, `epi` applied to every block.
     pub fn run<E: Epilogue>(&self, backend: Backend, epi: &E) {
         self.run_then(backend, epi, &|_| {});
     }
@@ -334,12 +334,7 @@ pub(crate) mod tests {
     /// backend this CPU runs, on one thread and on three.
     #[test]
     fn every_backend_matches_the_reference_to_the_bit() {
-        let pools = [1, 3].map(|t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-        });
+        let pools = [1, 3].map(|t| crate::kernels::Pool::new(t).unwrap());
         for (m, k, n) in [
             (1, 1, 1),
             (4, 65, 17),
@@ -372,7 +367,7 @@ pub(crate) mod tests {
                         assert!(
                             c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
                             "{m}x{k}x{n} on {backend}, {} thread(s)",
-                            pool.current_num_threads()
+                            pool.threads()
                         );
                     }
                 }

@@ -2,7 +2,9 @@
 //! first layer's sparse path needs. Each is one scalar expression per element, in loops the compiler
 //! vectorises for the backend's registers ([`with_backend`]); sums over rows go row after row.
 
-use super::Backend;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::{Backend, Epilogue};
 
 /// Runs `f` compiled for `backend`'s instruction set: `f` is inlined into a function with the
 /// backend's target features, so the loops in it are vectorised for them.
@@ -37,23 +39,25 @@ pub fn with_backend<R>(backend: Backend, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// `sums = init`, then `sums = scale · row + sums` (a fused multiply-add) for each row in order.
-pub fn column_sums<'r>(
+/// `out[i] = epi(out[i] + partial[i])` for every row `i`: the two halves of a sum added, then the
+/// epilogue the product would have applied.
+pub fn add_halves<E: Epilogue>(
     backend: Backend,
-    init: &[f32],
-    scale: f32,
-    rows: impl Iterator<Item = &'r [f32]>,
-    sums: &mut [f32],
+    mut out: ArrayViewMut2<f32>,
+    partial: ArrayView2<f32>,
+    epi: &E,
 ) {
+    assert_eq!(out.dim(), partial.dim(), "two halves of one sum");
     with_backend(
         backend,
         #[inline(always)]
         || {
-            sums.copy_from_slice(init);
-            for row in rows {
-                for (s, &x) in sums.iter_mut().zip(row) {
-                    *s = scale.mul_add(x, *s);
+            for (i, (mut row, part)) in out.rows_mut().into_iter().zip(partial.rows()).enumerate() {
+                let row = row.as_slice_mut().expect("rows");
+                for (x, &y) in row.iter_mut().zip(part.to_slice().expect("rows")) {
+                    *x += y;
                 }
+                epi.apply(i, 0, row);
             }
         },
     )

@@ -121,13 +121,9 @@ impl Grouped {
         self.nonzeros
     }
 
-    pub(super) fn groups(&self) -> usize {
+    /// Groups of [`GROUP`] rows.
+    pub fn groups(&self) -> usize {
         self.starts.len() - 1
-    }
-
-    /// Entries in all.
-    pub(super) fn entries(&self) -> usize {
-        *self.starts.last().expect("starts begin at 0") as usize
     }
 
     /// Row `r`'s nonzero entries, `(column, value)`, columns increasing.

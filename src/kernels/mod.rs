@@ -16,13 +16,15 @@
 mod dense;
 mod elementwise;
 mod grouped;
+mod pool;
 mod sparse;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use dense::{Dense, transpose_into};
-pub use elementwise::{add_rows, column_sums, scale_into, with_backend};
+pub use elementwise::{add_halves, add_rows, scale_into, with_backend};
 pub use grouped::{GROUP, Grouped};
+pub use pool::{Pool, SPIN};
 pub use sparse::{ScatterProduct, SparseProduct};
 
 /// What a product does to each block of an output row once it is summed, while it is in registers:
@@ -247,7 +249,6 @@ pub(crate) fn for_parts(
     row_multiple: usize,
     work: &(impl Fn(&Part) + Sync),
 ) {
-    use rayon::prelude::*;
     let threads = threads();
     if threads <= 1 || work_size < PARALLEL_FROM || m == 0 || n == 0 {
         return work(&Part {
@@ -257,8 +258,7 @@ pub(crate) fn for_parts(
     }
     if m >= n || n < 2 * 64 {
         let height = part_size(m, row_multiple, threads);
-        let parts = m.div_ceil(height);
-        (0..parts).into_par_iter().for_each(|p| {
+        Pool::current().run(&[m.div_ceil(height)], threads, &|_, p| {
             work(&Part {
                 rows: p * height..((p + 1) * height).min(m),
                 cols: 0..n,
@@ -266,14 +266,37 @@ pub(crate) fn for_parts(
         });
     } else {
         let width = part_size(n, 64, threads);
-        let parts = n.div_ceil(width);
-        (0..parts).into_par_iter().for_each(|p| {
+        Pool::current().run(&[n.div_ceil(width)], threads, &|_, p| {
             work(&Part {
                 rows: 0..m,
                 cols: p * width..((p + 1) * width).min(n),
             })
         });
     }
+}
+
+/// Runs `a` and `b`, on two threads when there are two free, and returns both results.
+pub fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    use std::sync::Mutex;
+    fn take<T>(m: &Mutex<Option<T>>) -> T {
+        m.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("runs once")
+    }
+    fn put<T>(m: &Mutex<Option<T>>, x: T) {
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = Some(x);
+    }
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    let (ra, rb) = (Mutex::new(None), Mutex::new(None));
+    Pool::current().run(&[1, 1], threads(), &|lane, _| match lane {
+        0 => put(&ra, take(&a)()),
+        _ => put(&rb, take(&b)()),
+    });
+    (take(&ra), take(&rb))
 }
 
 /// Parts in which a split of `n` outputs is shared between the threads: enough that a thread that is
@@ -291,7 +314,7 @@ pub fn part_size(n: usize, multiple: usize, threads: usize) -> usize {
 /// with eight parts a thread the others take over all but the part it holds.
 pub(crate) const PARTS_PER_THREAD: usize = 8;
 
-/// The most threads work is shared between, 0 for all of rayon's.
+/// The most threads work is shared between, 0 for all the pool's.
 static THREAD_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Shares work between at most `n` threads from now on (the pool keeps its size): the default
@@ -302,7 +325,7 @@ pub fn limit_threads(n: usize) {
 
 /// The threads work is shared between.
 pub fn threads() -> usize {
-    let all = rayon::current_num_threads();
+    let all = Pool::current().threads();
     match THREAD_LIMIT.load(Ordering::Relaxed) {
         0 => all,
         limit => limit.min(all),

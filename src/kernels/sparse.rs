@@ -9,6 +9,7 @@
 //! `0 · x + acc` is `acc`, so the sums are those of the row's own entries.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -63,27 +64,45 @@ impl<'a> SparseProduct<'a> {
         }
     }
 
-    /// Computes the product, shared between rayon's threads by groups of rows, `epi` on every block,
+    /// Computes the product, shared between the threads by groups of rows, `epi` on every block,
     /// and `then` on each part of rows once done, on the thread that did it.
     pub fn run_then<E: Epilogue>(&self, backend: Backend, epi: &E, then: &(impl Fn(&Part) + Sync)) {
-        let (groups, m) = (self.rows.groups(), self.rows.nrows());
-        if m == 0 || self.n == 0 {
+        let groups = self.rows.groups();
+        for_parts(groups, 1, self.work(0..groups), 1, &|part| {
+            self.groups_then(backend, part.rows.clone(), epi, then)
+        });
+    }
+
+    /// The multiply-adds the rows of `groups` take.
+    pub fn work(&self, groups: Range<usize>) -> usize {
+        let entries = self.rows.starts[groups.end] - self.rows.starts[groups.start];
+        (entries as usize + groups.len()) * GROUP * self.n
+    }
+
+    /// The rows of `groups` (groups of [`GROUP`] rows) on this thread, `epi` on every block and
+    /// `then` on every few groups once done, while their rows are still in cache.
+    pub fn groups_then<E: Epilogue>(
+        &self,
+        backend: Backend,
+        groups: Range<usize>,
+        epi: &E,
+        then: &(impl Fn(&Part) + Sync),
+    ) {
+        assert!(groups.end <= self.rows.groups(), "groups of rows");
+        if self.n == 0 {
             return;
         }
-        let work = (self.rows.entries() * GROUP + m) * self.n;
-        // `then` follows every few groups, while their rows are still in cache.
         const THEN_EVERY: usize = 4;
-        for_parts(groups, 1, work, 1, &|part| {
-            for g0 in part.rows.clone().step_by(THEN_EVERY) {
-                let g1 = (g0 + THEN_EVERY).min(part.rows.end);
-                let part = Part {
-                    rows: g0 * GROUP..(g1 * GROUP).min(m),
-                    cols: 0..self.n,
-                };
-                sparse_part(backend, self, &part, epi);
-                then(&part);
-            }
-        });
+        let m = self.rows.nrows();
+        for g0 in groups.clone().step_by(THEN_EVERY) {
+            let g1 = (g0 + THEN_EVERY).min(groups.end);
+            let part = Part {
+                rows: g0 * GROUP..(g1 * GROUP).min(m),
+                cols: 0..self.n,
+            };
+            sparse_part(backend, self, &part, epi);
+            then(&part);
+        }
     }
 }
 
@@ -174,6 +193,10 @@ pub struct ScatterProduct<'a> {
     out: *mut f32,
     out_row: usize,
     n: usize,
+    /// The groups of `w`'s rows summed, `groups.0..groups.1`.
+    groups: (usize, usize),
+    /// Added to every entry of `rows`, listed or not (see [`ScatterProduct::offset`]).
+    offset: f32,
     _views: PhantomData<&'a mut f32>,
 }
 
@@ -207,24 +230,51 @@ impl<'a> ScatterProduct<'a> {
             out: out.as_mut_ptr(),
             out_row: out.strides()[0] as usize,
             n,
+            groups: (0, rows.groups()),
+            offset: 0.0,
             _views: PhantomData,
         }
     }
 
-    /// Computes the product, shared between rayon's threads by columns, `epi` on every block.
+    /// Only `w`'s rows in `groups` (groups of [`GROUP`] rows) are summed: one part of the inner
+    /// dimension.
+    pub fn groups(self, groups: Range<usize>) -> Self {
+        assert!(groups.start <= groups.end && groups.end <= self.rows.groups());
+        ScatterProduct {
+            groups: (groups.start, groups.end),
+            ..self
+        }
+    }
+
+    /// `offset` added to every entry of `rows` (a sparse batch's dense constant): each output row
+    /// starts from `init + offset · Σ w[k]` over the summed rows `k`, in increasing `k`.
+    pub fn offset(self, offset: f32) -> Self {
+        ScatterProduct { offset, ..self }
+    }
+
+    /// The multiply-adds the product takes.
+    pub fn work(&self) -> usize {
+        let (first, end) = self.groups;
+        let entries = (self.rows.starts[end] - self.rows.starts[first]) as usize;
+        let dense = if self.offset == 0.0 { 0 } else { end - first };
+        (entries * GROUP + dense * GROUP + self.rows.ncols()) * self.n
+    }
+
+    /// Computes the product, shared between the threads by columns, `epi` on every block.
     pub fn run<E: Epilogue>(&self, backend: Backend, epi: &E) {
+        for_parts(1, self.n, self.work(), 1, &|part| {
+            self.columns(backend, part.cols.clone(), epi)
+        });
+    }
+
+    /// Columns `cols` of the product, on this thread.
+    pub fn columns<E: Epilogue>(&self, backend: Backend, cols: Range<usize>, epi: &E) {
         let m = self.rows.ncols();
-        if m == 0 || self.n == 0 {
+        assert!(cols.end <= self.n, "columns of the output");
+        if m == 0 || cols.is_empty() {
             return;
         }
-        let work = (self.rows.entries() * GROUP + m) * self.n;
-        for_parts(1, self.n, work, 1, &|part| {
-            let part = Part {
-                rows: 0..m,
-                cols: part.cols.clone(),
-            };
-            scatter_part(backend, self, &part, epi)
-        });
+        scatter_part(backend, self, &Part { rows: 0..m, cols }, epi)
     }
 }
 
@@ -271,11 +321,19 @@ unsafe fn scatter_block<const W: usize, E: Epilogue>(
     // keep every listed column below m).
     unsafe {
         let out = |i: usize| s.out.add(i * s.out_row + j0);
-        let init = load::<W>(s.init.add(j0), W);
+        let mut init = load::<W>(s.init.add(j0), W);
+        if s.offset != 0.0 {
+            for k in s.groups.0 * GROUP..(s.groups.1 * GROUP).min(m.nrows) {
+                let w = load::<W>(s.w.add(k * s.w_row + j0), W);
+                for (acc, &x) in init.iter_mut().zip(&w) {
+                    *acc = s.offset.mul_add(x, *acc);
+                }
+            }
+        }
         for i in 0..rows {
             store(out(i), &init, W);
         }
-        for g in 0..m.groups() {
+        for g in s.groups.0..s.groups.1 {
             let w: [[f32; W]; GROUP] = std::array::from_fn(|r| {
                 let k = g * GROUP + r;
                 if k < m.nrows {
@@ -399,10 +457,7 @@ mod tests {
             let want = crate::kernels::dense::tests::reference(d.view(), src.view(), Some(&init));
             for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
                 for threads in [1, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
+                    let pool = crate::kernels::Pool::new(threads).unwrap();
                     let mut out = Array2::from_elem((23, n), f32::NAN);
                     pool.install(|| {
                         let mut view = out.view_mut();

@@ -10,6 +10,8 @@ use crate::kernels::{self, Backend, Dense, Epilogue, Part, Plain, SparseProduct}
 use crate::layers::Param;
 use crate::optim::Sgd;
 
+use super::halves;
+
 /// The weight gradient of Linear layer `i`, `dW = xᵀ dout` (for a sparse first layer
 /// `Sᵀ dout + offset · 1 · dbᵀ`, with `db` already in the bias's `grad`), each part followed at once by
 /// `sgd`'s update of the same elements, on the thread that computed them. Unless `keep`, the sparse
@@ -41,15 +43,17 @@ pub(super) fn weight_gradient(
     match (i, x.sparse()) {
         (0, Some(sparse)) => {
             kernels::scale_into(backend, OFFSET, bias_grad, row);
-            let product = SparseProduct::new(sparse.by_pixel, dout, row, &mut grad);
-            let none = |_: &Part| {};
+            let by_pixel = sparse.by_pixel;
+            let product = SparseProduct::new(by_pixel, dout, row, &mut grad);
             match (sgd, keep) {
-                (None, _) => product.run_then(backend, &Plain, &none),
+                (None, _) => halves::gradient(backend, by_pixel, product, &Plain),
                 (Some(&sgd), true) => {
-                    product.run_then(backend, &InRegisters::<true> { sgd, to: &fused }, &none)
+                    let epi = InRegisters::<true> { sgd, to: &fused };
+                    halves::gradient(backend, by_pixel, product, &epi)
                 }
                 (Some(&sgd), false) => {
-                    product.run_then(backend, &InRegisters::<false> { sgd, to: &fused }, &none)
+                    let epi = InRegisters::<false> { sgd, to: &fused };
+                    halves::gradient(backend, by_pixel, product, &epi)
                 }
             }
         }

@@ -15,6 +15,8 @@
 //!   same as a whole pass. Anything else (a layer given as a plain [`Layer`]) runs its own passes.
 //! - **The sparse first layer.** A first Linear layer reads a sparse batch, `x = S + offset`, by its
 //!   nonzero pixels: `x W + b = S W + (b + offset · colsum W)` and `xᵀ D = Sᵀ D + offset · 1 · dbᵀ`.
+//!   Both are split over the pixels in two fixed halves ([`halves`]), so that on two threads each
+//!   core keeps its half of the weight in its own cache.
 //! - **The update fused into the gradient.** Each part of a weight's gradient is followed at once, on
 //!   the thread that computed it, by the SGD update of the same rows, while they are in cache.
 //!
@@ -24,14 +26,15 @@ use ndarray::{Array2, ArrayView2, s};
 use rand::Rng;
 
 use crate::activation::{Activation, Apply, Derivative};
-use crate::batch::{InputBatch, InputPath, OFFSET};
-use crate::kernels::{self, Backend, Dense, Plain, ScatterProduct};
+use crate::batch::{InputBatch, InputPath};
+use crate::kernels::{self, Backend, Dense, Plain};
 use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
 use crate::optim::Sgd;
 use crate::spec::{LayerSpec, NetSpec};
 
 mod fused_update;
+mod halves;
 use fused_update::weight_gradient;
 
 /// A stage of [`Network::train_step`]; numbers are layer indices.
@@ -88,8 +91,10 @@ pub struct Network {
     /// `Wᵀ` of each Linear layer after the first, for its input gradient `dout Wᵀ`: the kernels read
     /// their right-hand side by rows.
     transposed: Vec<Array2<f32>>,
-    /// The sparse first layer's constant row (`b + offset · colsum W`, then `offset · db`).
+    /// The sparse first layer's gradient's constant row, `offset · db`.
     row: Vec<f32>,
+    /// The sparse first layer's forward pass's buffers.
+    halves: halves::Scratch,
     capacity: usize,
     backend: Backend,
 }
@@ -158,6 +163,7 @@ impl Network {
             .collect();
         Network {
             row: vec![0.0; widths.first().copied().unwrap_or(0)],
+            halves: halves::Scratch::default(),
             outputs: buffers(),
             douts: buffers(),
             transposed,
@@ -269,7 +275,7 @@ impl Network {
         laps.lap(Stage::Forward(0));
         let middle = |net: &mut Self, laps: &mut _| net.middle_layers(x, loss, plan, laps);
         let (stats, sgd) = match beside {
-            Some(beside) => rayon::join(|| middle(self, laps), beside).0,
+            Some(beside) => kernels::join(|| middle(self, laps), beside).0,
             None => middle(self, laps),
         };
         let keep = plan.is_none_or(|plan| plan.keep_gradients);
@@ -340,14 +346,21 @@ impl Network {
                 let bias = bias.value.row(0).to_slice().expect("one row");
                 match (i, x.sparse()) {
                     (0, Some(sparse)) => {
-                        // row = b + offset · colsum(W): the dense pixels' constant part.
-                        let w = weight.value.view();
-                        let rows = w.rows().into_iter().map(|r| r.to_slice().expect("rows"));
-                        kernels::column_sums(backend, bias, OFFSET, rows, &mut self.row);
-                        let product = ScatterProduct::new(sparse.by_pixel, w, &self.row, &mut out);
+                        let (w, by_pixel) = (weight.value.view(), sparse.by_pixel);
+                        let scratch = &mut self.halves;
                         match next {
-                            Some(act) => product.run(backend, &Apply(act)),
-                            None => product.run(backend, &Plain),
+                            Some(act) => halves::forward(
+                                backend,
+                                by_pixel,
+                                w,
+                                bias,
+                                scratch,
+                                out,
+                                &Apply(act),
+                            ),
+                            None => {
+                                halves::forward(backend, by_pixel, w, bias, scratch, out, &Plain)
+                            }
                         }
                     }
                     _ => {

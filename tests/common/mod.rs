@@ -112,12 +112,7 @@ pub fn write_mnist_subset(dir: &Path, n: usize) {
 
 /// `work` run on one, two, three and eight threads, each result named.
 pub fn on_every_thread_count<R: Send>(work: impl Fn() -> R + Sync) -> Vec<(&'static str, R)> {
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
+    let pool = |threads| mlp::kernels::Pool::new(threads).unwrap();
     vec![
         ("one thread", pool(1).install(&work)),
         ("two threads", pool(2).install(&work)),
