@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::{Backend, Epilogue, Part, for_parts, instantiate};
+use super::{Backend, Epilogue, Part, for_parts, instantiate, with_backend};
 
 /// Rows of `b` per block of the inner dimension: 128 rows of 64 floats are 32 KiB, inside L1.
 const K_BLOCK: usize = 128;
@@ -75,7 +75,12 @@ impl<'a> Dense<'a> {
 
     /// Computes the product, shared between the threads, `epi` applied to every block.
     pub fn run<E: Epilogue>(&self, backend: Backend, epi: &E) {
-        self.run_then(backend, epi, &|_| {});
+        if self.m == 0 || self.n == 0 {
+            return;
+        }
+        for_parts(self.m, self.n, self.m * self.k * self.n, 8, &|part| {
+            dense_part(backend, self, part, epi)
+        });
     }
 
     /// [`Dense::run`], with `then` called on each part's rows and columns once they are done, on the
@@ -290,23 +295,74 @@ pub(super) unsafe fn store<const B: usize>(p: *mut f32, v: &[f32; B], width: usi
     }
 }
 
-/// `out = mᵀ`: for `D Wᵀ`, whose right-hand side the kernel needs by rows. Blocks of 16 x 16 keep
-/// both sides' cache lines in use.
-pub fn transpose_into(m: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
+/// `out = mᵀ`: for `D Wᵀ`, whose right-hand side the kernel needs by rows. Both by rows; a large
+/// matrix is shared between the threads by rows of `out`.
+pub fn transpose_into(backend: Backend, m: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
     let (rows, cols) = m.dim();
     assert_eq!(out.dim(), (cols, rows), "transposed shape");
-    const T: usize = 16;
-    for i0 in (0..rows).step_by(T) {
-        for j0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for j in j0..(j0 + T).min(cols) {
-                    // SAFETY: i < rows and j < cols, checked by the loops' bounds.
-                    unsafe { *out.uget_mut((j, i)) = *m.uget((i, j)) };
-                }
-            }
-        }
+    assert!(
+        (rows <= 1 || m.strides()[0] >= cols as isize) && (cols <= 1 || m.strides()[1] == 1),
+        "by rows"
+    );
+    assert!(
+        (cols <= 1 || out.strides()[0] >= rows as isize) && (rows <= 1 || out.strides()[1] == 1),
+        "by rows"
+    );
+    /// The two matrices by pointer and row stride, for the threads.
+    struct Views {
+        src: *const f32,
+        src_row: usize,
+        dst: *mut f32,
+        dst_row: usize,
     }
+    // SAFETY: the threads write disjoint rows of `dst` and only read `src`.
+    unsafe impl Sync for Views {}
+    let v = &Views {
+        src: m.as_ptr(),
+        src_row: m.strides()[0].max(0) as usize,
+        dst: out.as_mut_ptr(),
+        dst_row: out.strides()[0].max(0) as usize,
+    };
+    // A copy is cheap beside a product: parallel from a sixteenth of a product's threshold in size.
+    for_parts(cols, rows, rows * cols * 16, T, &|part| {
+        with_backend(
+            backend,
+            #[inline(always)]
+            || {
+                for j0 in (part.rows.start..part.rows.end).step_by(T) {
+                    for i0 in (part.cols.start..part.cols.end).step_by(T) {
+                        let (h, w) = ((part.cols.end - i0).min(T), (part.rows.end - j0).min(T));
+                        // SAFETY: rows i0..i0 + h < rows of `m`, columns j0..j0 + w < cols; rows
+                        // j0.. of `out` are this part's alone.
+                        unsafe {
+                            let src = |i, j| v.src.add((i0 + i) * v.src_row + j0 + j);
+                            let dst = |j, i| v.dst.add((j0 + j) * v.dst_row + i0 + i);
+                            if h == T && w == T {
+                                // Whole tiles as rows of T floats, the shuffle in registers.
+                                let tile: [[f32; T]; T] = std::array::from_fn(|i| {
+                                    src(i, 0).cast::<[f32; T]>().read_unaligned()
+                                });
+                                for j in 0..T {
+                                    let col: [f32; T] = std::array::from_fn(|i| tile[i][j]);
+                                    dst(j, 0).cast::<[f32; T]>().write_unaligned(col);
+                                }
+                            } else {
+                                for i in 0..h {
+                                    for j in 0..w {
+                                        *dst(j, i) = *src(i, j);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
 }
+
+/// The side of the tiles [`transpose_into`] copies whole.
+const T: usize = 8;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -377,9 +433,15 @@ pub(crate) mod tests {
 
     #[test]
     fn transpose_into_is_the_transpose() {
-        let m = Array2::from_shape_fn((37, 53), |(i, j)| (i * 100 + j) as f32);
-        let mut out = Array2::zeros((53, 37));
-        transpose_into(m.view(), out.view_mut());
-        assert_eq!(out, m.t());
+        for (r, c) in [(37, 53), (500, 256), (1, 7)] {
+            let m = Array2::from_shape_fn((r, c), |(i, j)| (i * 1000 + j) as f32);
+            for threads in [1, 3] {
+                let mut out = Array2::zeros((c, r));
+                crate::kernels::Pool::new(threads)
+                    .unwrap()
+                    .install(|| transpose_into(Backend::best(), m.view(), out.view_mut()));
+                assert_eq!(out, m.t(), "{r} x {c} on {threads} thread(s)");
+            }
+        }
     }
 }

@@ -10,7 +10,9 @@ use std::ops::Range;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 use crate::batch::OFFSET;
-use crate::kernels::{self, Backend, Epilogue, Grouped, PARALLEL_FROM, Plain, Pool};
+use crate::kernels::{
+    self, Backend, Epilogue, Grouped, PARALLEL_FROM, PARTS_PER_THREAD, Plain, Pool,
+};
 use crate::kernels::{ScatterProduct, SparseProduct};
 
 /// The halves of `by_pixel`'s groups of pixels: `0..mid` and `mid..`.
@@ -19,14 +21,18 @@ fn halves(by_pixel: &Grouped) -> [Range<usize>; 2] {
     [0..mid, mid..groups]
 }
 
-/// The threads each half is shared between, for `work` multiply-adds in all: one each on two
-/// threads, so that a half stays on one core.
-fn threads_per_half(work: usize) -> usize {
-    if work < PARALLEL_FROM {
-        1
-    } else {
-        (kernels::threads() / 2).max(1)
+/// The size of the parts a half of `len` outputs is cut into, a multiple of `multiple`, for `work`
+/// multiply-adds in all: each half is one core's on two threads (more on more), in parts small
+/// enough that the other core takes over all but one if this one is descheduled.
+fn part_size(len: usize, multiple: usize, work: usize) -> usize {
+    let threads = kernels::threads();
+    if threads <= 1 || work < PARALLEL_FROM {
+        return len.max(1);
     }
+    let per_half = (threads / 2).max(1);
+    len.div_ceil(per_half * PARTS_PER_THREAD)
+        .next_multiple_of(multiple)
+        .max(1)
 }
 
 /// The second half's sums and the zeros it starts from, kept between steps.
@@ -58,8 +64,7 @@ pub(super) fn forward<E: Epilogue>(
         ScatterProduct::new(by_pixel, w, &scratch.zeros, &mut partial).groups(second),
     ]
     .map(|half| half.offset(OFFSET));
-    let threads = threads_per_half(halves[0].work() + halves[1].work());
-    let width = kernels::part_size(n, 64, threads);
+    let width = part_size(n, 64, halves[0].work() + halves[1].work());
     let parts = n.div_ceil(width);
     Pool::current().run(&[parts, parts], kernels::threads(), &|half, p| {
         halves[half].columns(backend, p * width..((p + 1) * width).min(n), &Plain)
@@ -75,10 +80,8 @@ pub(super) fn gradient<E: Epilogue>(
     epi: &E,
 ) {
     let halves = halves(by_pixel);
-    let threads = threads_per_half(product.work(0..by_pixel.groups()));
-    let sizes = halves
-        .clone()
-        .map(|h| kernels::part_size(h.len(), 1, threads));
+    let work = product.work(0..by_pixel.groups());
+    let sizes = halves.clone().map(|h| part_size(h.len(), 1, work));
     let parts = [0, 1].map(|h| halves[h].len().div_ceil(sizes[h]));
     Pool::current().run(&parts, kernels::threads(), &|half, p| {
         let start = halves[half].start + p * sizes[half];

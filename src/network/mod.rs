@@ -428,7 +428,7 @@ impl Network {
                 if let Some(mut dinp) = dinp {
                     // dinp = dout Wᵀ (⊙ f' of the folded activation), before W is updated.
                     let mut wt = self.transposed[i].view_mut();
-                    kernels::transpose_into(weight.value.view(), wt.view_mut());
+                    kernels::transpose_into(backend, weight.value.view(), wt.view_mut());
                     let product = Dense::new(dout, self.transposed[i].view(), None, &mut dinp);
                     match folds_previous {
                         Some(act) => {
