@@ -342,8 +342,9 @@ pub fn transpose_into(backend: Backend, m: ArrayView2<f32>, mut out: ArrayViewMu
                                 let tile: [[f32; T]; T] = std::array::from_fn(|i| {
                                     src(i, 0).cast::<[f32; T]>().read_unaligned()
                                 });
-                                for j in 0..T {
-                                    let col: [f32; T] = std::array::from_fn(|i| tile[i][j]);
+                                let cols: [[f32; T]; T] =
+                                    std::array::from_fn(|j| std::array::from_fn(|i| tile[i][j]));
+                                for (j, col) in cols.into_iter().enumerate() {
                                     dst(j, 0).cast::<[f32; T]>().write_unaligned(col);
                                 }
                             } else {
