@@ -20,7 +20,9 @@
 #   --kernels K  mlp's backend (auto, portable, avx2, avx512; default auto). For PyTorch capped at AVX2
 #                as well, set ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 in the environment
 #   --busy       keep one core busy (`yes >/dev/null`) for the whole benchmark, as a browser tab or a
-#                compile would
+#                compile would. mlp is then timed as users run it, `mlp train` with its default threads
+#                (training seconds from summary.csv), beside `mlp train --threads 1` and `--threads 2`
+#                as peers, so the default can be compared with the best choice
 # Needs: cargo (builds target/release/mlp and the Rust peers), or MLP=/path/to/mlp.
 set -euo pipefail
 
@@ -76,6 +78,9 @@ if cargo build --release --quiet --features openblas --manifest-path "$peer_dir/
 else
     echo "bench_peers.sh: the OpenBLAS peer did not build (no system OpenBLAS?); left out" >&2
 fi
+if [ "$busy" = 1 ]; then
+    peers+=(mlp-threads-1 mlp-threads-2)
+fi
 if grep -q avx512f /proc/cpuinfo 2>/dev/null; then
     coretype="${OPENBLAS_CORETYPE:-SkylakeX}"
 else
@@ -88,7 +93,19 @@ run_peer() {
         ndarray) RMM_NUM_THREADS="$threads" "$peer_dir/target/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;
         ndarray+openblas) OPENBLAS_CORETYPE="$coretype" OPENBLAS_NUM_THREADS="$threads" \
             "$peer_dir/target/openblas/release/peer_ndarray" "$2" "$epochs" "$root/data" ;;
+        mlp-threads-*) train_mlp "$2" --threads "${1#mlp-threads-}" ;;
     esac | cut -d' ' -f1
+}
+# `mlp train` on network $1 with flags $2..., as a user runs it; prints its training seconds an epoch.
+train_mlp() {
+    local spec="${specs[$1]}" out
+    shift
+    out="$(mktemp -d)"
+    "$MLP" train -q --layer "$spec" --max-epoch "$epochs" --data "$root/data" --out "$out" --overwrite "$@" >/dev/null
+    # Counted from the end: the quoted layer spec before it holds commas.
+    awk -F, -v e="$epochs" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "train_time_s") back = NF - i }
+        NR == 2 { print $(NF - back) / e }' "$out/summary.csv"
+    rm -rf "$out"
 }
 
 declare -A specs=(
@@ -98,6 +115,9 @@ declare -A specs=(
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+if [ "$busy" = 1 ]; then
+    echo "one core busy; mlp: \`mlp train\` with its default threads; $threads thread(s) for the other peers"
+fi
 echo "$threads thread(s), $epochs epoch(s) a run, $runs rounds; median seconds per training epoch, and peer / mlp"
 printf '%-8s %10s' network mlp
 for peer in "${peers[@]}"; do printf ' %26s' "$peer"; done
@@ -108,8 +128,12 @@ for net in mlp1 mlp2; do
         for peer in "${peers[@]}"; do
             times[$peer]+="$(run_peer "$peer" "$net") "
         done
-        times[mlp]+="$("$MLP" bench --layer "${specs[$net]}" --epochs "$epochs" --threads "$threads" |
-            awk '/^training \(all stages\)/ { print $4 }') "
+        if [ "$busy" = 1 ]; then
+            times[mlp]+="$(train_mlp "$net") "
+        else
+            times[mlp]+="$("$MLP" bench --layer "${specs[$net]}" --epochs "$epochs" --threads "$threads" |
+                awk '/^training \(all stages\)/ { print $4 }') "
+        fi
     done
     m=$(printf '%s\n' ${times[mlp]} | median)
     printf '%-8s %10.4f' "$net" "$m"

@@ -258,7 +258,7 @@ pub(crate) fn for_parts(
     }
     if m >= n || n < 2 * 64 {
         let height = part_size(m, row_multiple, threads);
-        Pool::current().run(&[m.div_ceil(height)], threads, &|_, p| {
+        halves_of(m.div_ceil(height), threads, &|p| {
             work(&Part {
                 rows: p * height..((p + 1) * height).min(m),
                 cols: 0..n,
@@ -266,13 +266,22 @@ pub(crate) fn for_parts(
         });
     } else {
         let width = part_size(n, 64, threads);
-        Pool::current().run(&[n.div_ceil(width)], threads, &|_, p| {
+        halves_of(n.div_ceil(width), threads, &|p| {
             work(&Part {
                 rows: 0..m,
                 cols: p * width..((p + 1) * width).min(n),
             })
         });
     }
+}
+
+/// Runs `work(p)` for `p` in `0..parts`, the first half of the parts first taken by one thread and the
+/// second by another: one core then gets the same parts of every product of the same shape.
+fn halves_of(parts: usize, threads: usize, work: &(impl Fn(usize) + Sync)) {
+    let first = parts.div_ceil(2);
+    Pool::current().run(&[first, parts - first], threads, &|lane, p| {
+        work(lane * first + p)
+    });
 }
 
 /// Runs `a` and `b`, on two threads when there are two free, and returns both results.

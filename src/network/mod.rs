@@ -95,6 +95,9 @@ pub struct Network {
     row: Vec<f32>,
     /// The sparse first layer's forward pass's buffers.
     halves: halves::Scratch,
+    /// The first layer of the light tail, which runs beside the next batch's building (see
+    /// [`light_tail`]).
+    tail: usize,
     capacity: usize,
     backend: Backend,
 }
@@ -162,6 +165,7 @@ impl Network {
             })
             .collect();
         Network {
+            tail: light_tail(&layers, input_width, capacity),
             row: vec![0.0; widths.first().copied().unwrap_or(0)],
             halves: halves::Scratch::default(),
             outputs: buffers(),
@@ -251,9 +255,9 @@ impl Network {
         self.run_layers(x, loss, Some(plan), beside, laps)
     }
 
-    /// The step's passes, `beside` run beside the layers after the first: the first layer's passes
-    /// (MNIST's largest, the sparse ones) then have every thread, and `beside` fills the other
-    /// thread's time while the narrower layers run.
+    /// The step's passes, `beside` run beside the light tail (the last layers, their loss and their
+    /// backward passes): the layers before it have every thread, and `beside` fills the other
+    /// thread's time while the tail's products, too small to share, run on one.
     fn run_layers(
         &mut self,
         x: &InputBatch,
@@ -271,23 +275,27 @@ impl Network {
             }
             _ => Some(beside),
         };
-        self.forward_layer(0, x);
-        laps.lap(Stage::Forward(0));
-        let middle = |net: &mut Self, laps: &mut _| net.middle_layers(x, loss, plan, laps);
+        let tail = self.tail;
+        for i in 0..tail {
+            self.forward_layer(i, x);
+            laps.lap(Stage::Forward(i));
+        }
+        let run_tail = |net: &mut Self, laps: &mut _| net.tail_layers(x, loss, plan, laps);
         let (stats, sgd) = match beside {
-            Some(beside) => kernels::join(|| middle(self, laps), beside).0,
-            None => middle(self, laps),
+            Some(beside) => kernels::join(|| run_tail(self, laps), beside).0,
+            None => run_tail(self, laps),
         };
         let keep = plan.is_none_or(|plan| plan.keep_gradients);
-        self.backward_layer(0, x, sgd.as_ref(), keep);
-        laps.lap(Stage::Backward(0));
+        for i in (0..tail).rev() {
+            self.backward_layer(i, x, sgd.as_ref(), i > 0 || keep);
+            laps.lap(Stage::Backward(i));
+        }
         (stats, sgd.is_some())
     }
 
-    /// Every layer's forward pass after the first, the loss, and every backward pass but the first
-    /// layer's; returns the loss and the update to apply (none when the loss is not finite, unless
-    /// allowed).
-    fn middle_layers(
+    /// The forward passes of the layers from `self.tail` on, the loss, and their backward passes;
+    /// returns the loss and the update to apply (none when the loss is not finite, unless allowed).
+    fn tail_layers(
         &mut self,
         x: &InputBatch,
         loss: Loss,
@@ -295,7 +303,7 @@ impl Network {
         laps: &mut impl Laps,
     ) -> (BatchStats, Option<Sgd>) {
         let n = x.rows();
-        for i in 1..self.layers.len() {
+        for i in self.tail..self.layers.len() {
             self.forward_layer(i, x);
             laps.lap(Stage::Forward(i));
         }
@@ -309,7 +317,7 @@ impl Network {
         let sgd = plan
             .filter(|plan| plan.allow_nan || stats.loss_sum.is_finite())
             .map(|plan| plan.sgd);
-        for i in (1..self.layers.len()).rev() {
+        for i in (self.tail..self.layers.len()).rev() {
             self.backward_layer(i, x, sgd.as_ref(), true);
             laps.lap(Stage::Backward(i));
         }
@@ -525,5 +533,58 @@ impl Network {
             .expect("a network has layers")
             .slice(s![..x.rows(), ..]);
         loss.evaluate(outputs, x.labels(), None)
+    }
+}
+
+/// The first layer of the light tail: the last layers whose products are each too small to share
+/// between threads (below [`kernels::PARALLEL_FROM`] multiply-adds for `capacity` rows), so that the
+/// next batch, built beside them, takes a thread from no product that the threads could share. A
+/// heavy last layer is the tail alone; the first layer is never in it.
+fn light_tail(layers: &[Box<dyn Layer>], input_width: usize, capacity: usize) -> usize {
+    let mut widths = Vec::with_capacity(layers.len());
+    let mut width = input_width;
+    for layer in layers {
+        widths.push(width);
+        width = layer.out_width(width);
+    }
+    let light = |i: usize| {
+        let out = layers[i].out_width(widths[i]);
+        layers[i].params().is_empty() || capacity * widths[i] * out < kernels::PARALLEL_FROM
+    };
+    let last = layers.len().saturating_sub(1);
+    let mut start = last.max(1);
+    while start > 1 && start <= last && light(start) && light(start - 1) {
+        start -= 1;
+    }
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn tail(spec: &str) -> usize {
+        let spec: NetSpec = spec.parse().unwrap();
+        let layers = crate::layers::build(&spec, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        light_tail(&layers, spec.input_width(), 100)
+    }
+
+    #[test]
+    fn the_light_tail_holds_only_products_too_small_to_share() {
+        // MLP1: fc2 (256 x 10) after relu1; MLP2: only fc3 (256 x 10) after relu2, not fc2.
+        assert_eq!(
+            tail("linear,a,784,256,0.01; relu,r; linear,b,256,10,0.01"),
+            1
+        );
+        let mlp2 =
+            "linear,a,784,500,0.01; relu,r; linear,b,500,256,0.01; relu,s; linear,c,256,10,0.01";
+        assert_eq!(tail(mlp2), 3);
+        // A heavy last layer is the tail alone; a single layer leaves the tail empty.
+        assert_eq!(
+            tail("linear,a,784,500,0.01; relu,r; linear,b,500,500,0.01"),
+            2
+        );
+        assert_eq!(tail("linear,a,784,10,0.01"), 1);
     }
 }
