@@ -175,8 +175,8 @@ impl Pool {
     }
 
     /// Runs `work(lane, part)` for every part of every lane (`parts[lane]` each), shared between at
-    /// most `threads` threads, and returns once all are done. With [`MAX_JOBS`] jobs already open, the
-    /// parts run on this thread in turn.
+    /// most `threads` threads, and returns once all are done. With two jobs already open
+    /// (`MAX_JOBS`), the parts run on this thread in turn.
     pub fn run(&self, parts: &[usize], threads: usize, work: &(dyn Fn(usize, usize) + Sync)) {
         assert!((1..=MAX_LANES).contains(&parts.len()), "one or two lanes");
         let sequential = || {

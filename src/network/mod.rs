@@ -15,7 +15,7 @@
 //!   same as a whole pass. Anything else (a layer given as a plain [`Layer`]) runs its own passes.
 //! - **The sparse first layer.** A first Linear layer reads a sparse batch, `x = S + offset`, by its
 //!   nonzero pixels: `x W + b = S W + (b + offset · colsum W)` and `xᵀ D = Sᵀ D + offset · 1 · dbᵀ`.
-//!   Both are split over the pixels in two fixed halves ([`halves`]), so that on two threads each
+//!   Both are split over the pixels in two fixed halves (`halves.rs`), so that on two threads each
 //!   core keeps its half of the weight in its own cache.
 //! - **The update fused into the gradient.** Each part of a weight's gradient is followed at once, on
 //!   the thread that computed it, by the SGD update of the same rows, while they are in cache.
