@@ -165,7 +165,7 @@ impl Network {
             })
             .collect();
         Network {
-            tail: light_tail(&layers, input_width, capacity),
+            tail: light_tail(&layers, input_width, &widths, capacity),
             row: vec![0.0; widths.first().copied().unwrap_or(0)],
             halves: halves::Scratch::default(),
             outputs: buffers(),
@@ -540,20 +540,18 @@ impl Network {
 /// between threads (below [`kernels::PARALLEL_FROM`] multiply-adds for `capacity` rows), so that the
 /// next batch, built beside them, takes a thread from no product that the threads could share. A
 /// heavy last layer is the tail alone; the first layer is never in it.
-fn light_tail(layers: &[Box<dyn Layer>], input_width: usize, capacity: usize) -> usize {
-    let mut widths = Vec::with_capacity(layers.len());
-    let mut width = input_width;
-    for layer in layers {
-        widths.push(width);
-        width = layer.out_width(width);
-    }
+fn light_tail(
+    layers: &[Box<dyn Layer>],
+    input_width: usize,
+    widths: &[usize],
+    capacity: usize,
+) -> usize {
     let light = |i: usize| {
-        let out = layers[i].out_width(widths[i]);
-        layers[i].params().is_empty() || capacity * widths[i] * out < kernels::PARALLEL_FROM
+        let inp = i.checked_sub(1).map_or(input_width, |p| widths[p]);
+        layers[i].params().is_empty() || capacity * inp * widths[i] < kernels::PARALLEL_FROM
     };
-    let last = layers.len().saturating_sub(1);
-    let mut start = last.max(1);
-    while start > 1 && start <= last && light(start) && light(start - 1) {
+    let mut start = layers.len().saturating_sub(1).max(1);
+    while start > 1 && light(start) && light(start - 1) {
         start -= 1;
     }
     start
@@ -566,8 +564,8 @@ mod tests {
 
     fn tail(spec: &str) -> usize {
         let spec: NetSpec = spec.parse().unwrap();
-        let layers = crate::layers::build(&spec, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        light_tail(&layers, spec.input_width(), 100)
+        let net = Network::from_spec(&spec, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1), 100);
+        net.tail
     }
 
     #[test]
