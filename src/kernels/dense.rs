@@ -6,6 +6,7 @@
 //! in registers while it is summed. `R` and `B` depend on the backend's registers, the sums do not.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -89,18 +90,43 @@ impl<'a> Dense<'a> {
         if self.m == 0 || self.n == 0 {
             return;
         }
+        for_parts(self.m, self.n, self.m * self.k * self.n, 8, &|part| {
+            self.part_then(backend, part, epi, then)
+        });
+    }
+
+    /// The rows and columns of `part` alone, on this thread.
+    pub fn part<E: Epilogue>(&self, backend: Backend, part: &Part, epi: &E) {
+        assert!(
+            part.rows.end <= self.m && part.cols.end <= self.n,
+            "part inside c"
+        );
+        dense_part(backend, self, part, epi)
+    }
+
+    /// [`Dense::part`], with `then` called on every few of its rows once they are done.
+    pub fn part_then<E: Epilogue>(
+        &self,
+        backend: Backend,
+        part: &Part,
+        epi: &E,
+        then: &(impl Fn(&Part) + Sync),
+    ) {
         // `then` follows every few rows, while they are still in cache.
         const THEN_EVERY: usize = 16;
-        for_parts(self.m, self.n, self.m * self.k * self.n, 8, &|part| {
-            for i0 in part.rows.clone().step_by(THEN_EVERY) {
-                let part = Part {
-                    rows: i0..(i0 + THEN_EVERY).min(part.rows.end),
-                    cols: part.cols.clone(),
-                };
-                dense_part(backend, self, &part, epi);
-                then(&part);
-            }
-        });
+        for i0 in part.rows.clone().step_by(THEN_EVERY) {
+            let part = Part {
+                rows: i0..(i0 + THEN_EVERY).min(part.rows.end),
+                cols: part.cols.clone(),
+            };
+            self.part(backend, &part, epi);
+            then(&part);
+        }
+    }
+
+    /// Multiply-adds in all.
+    pub fn work(&self) -> usize {
+        self.m * self.k * self.n
     }
 }
 
@@ -299,44 +325,69 @@ pub(super) unsafe fn store<const B: usize>(p: *mut f32, v: &[f32; B], width: usi
 /// matrix is shared between the threads by rows of `out`.
 pub fn transpose_into(backend: Backend, m: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
     let (rows, cols) = m.dim();
-    assert_eq!(out.dim(), (cols, rows), "transposed shape");
-    assert!(
-        (rows <= 1 || m.strides()[0] >= cols as isize) && (cols <= 1 || m.strides()[1] == 1),
-        "by rows"
-    );
-    assert!(
-        (cols <= 1 || out.strides()[0] >= rows as isize) && (rows <= 1 || out.strides()[1] == 1),
-        "by rows"
-    );
-    /// The two matrices by pointer and row stride, for the threads.
-    struct Views {
-        src: *const f32,
-        src_row: usize,
-        dst: *mut f32,
-        dst_row: usize,
-    }
-    // SAFETY: the threads write disjoint rows of `dst` and only read `src`.
-    unsafe impl Sync for Views {}
-    let v = &Views {
-        src: m.as_ptr(),
-        src_row: m.strides()[0].max(0) as usize,
-        dst: out.as_mut_ptr(),
-        dst_row: out.strides()[0].max(0) as usize,
-    };
+    let t = Transpose::new(m, &mut out);
     // A copy is cheap beside a product: parallel from a sixteenth of a product's threshold in size.
     for_parts(cols, rows, rows * cols * 16, T, &|part| {
+        t.part(backend, part.cols.clone(), part.rows.clone())
+    });
+}
+
+/// `out = mᵀ` by pointers, so that threads can copy disjoint blocks of it.
+pub struct Transpose<'a> {
+    src: *const f32,
+    src_row: usize,
+    dst: *mut f32,
+    dst_row: usize,
+    dim: (usize, usize),
+    _views: PhantomData<&'a mut f32>,
+}
+
+// SAFETY: the threads write disjoint blocks of `dst` and only read `src`; the views it was made from
+// are borrowed for its lifetime.
+unsafe impl Sync for Transpose<'_> {}
+
+impl<'a> Transpose<'a> {
+    /// The transpose of `m` into `out`. Panics unless the shapes agree and both are by rows.
+    pub fn new(m: ArrayView2<'a, f32>, out: &'a mut ArrayViewMut2<'_, f32>) -> Self {
+        let (rows, cols) = m.dim();
+        assert_eq!(out.dim(), (cols, rows), "transposed shape");
+        assert!(
+            (rows <= 1 || m.strides()[0] >= cols as isize) && (cols <= 1 || m.strides()[1] == 1),
+            "by rows"
+        );
+        assert!(
+            (cols <= 1 || out.strides()[0] >= rows as isize)
+                && (rows <= 1 || out.strides()[1] == 1),
+            "by rows"
+        );
+        Transpose {
+            src: m.as_ptr(),
+            src_row: m.strides()[0].max(0) as usize,
+            dst: out.as_mut_ptr(),
+            dst_row: out.strides()[0].max(0) as usize,
+            dim: (rows, cols),
+            _views: PhantomData,
+        }
+    }
+
+    /// Rows `src_rows` by columns `src_cols` of `m`, on this thread.
+    pub fn part(&self, backend: Backend, src_rows: Range<usize>, src_cols: Range<usize>) {
+        assert!(
+            src_rows.end <= self.dim.0 && src_cols.end <= self.dim.1,
+            "inside m"
+        );
         with_backend(
             backend,
             #[inline(always)]
             || {
-                for j0 in (part.rows.start..part.rows.end).step_by(T) {
-                    for i0 in (part.cols.start..part.cols.end).step_by(T) {
-                        let (h, w) = ((part.cols.end - i0).min(T), (part.rows.end - j0).min(T));
-                        // SAFETY: rows i0..i0 + h < rows of `m`, columns j0..j0 + w < cols; rows
-                        // j0.. of `out` are this part's alone.
+                for j0 in src_cols.clone().step_by(T) {
+                    for i0 in src_rows.clone().step_by(T) {
+                        let (h, w) = ((src_rows.end - i0).min(T), (src_cols.end - j0).min(T));
+                        // SAFETY: rows i0..i0 + h and columns j0..j0 + w lie inside `m` (checked
+                        // above), and their transpose inside `out`, which no other thread writes.
                         unsafe {
-                            let src = |i, j| v.src.add((i0 + i) * v.src_row + j0 + j);
-                            let dst = |j, i| v.dst.add((j0 + j) * v.dst_row + i0 + i);
+                            let src = |i, j| self.src.add((i0 + i) * self.src_row + j0 + j);
+                            let dst = |j, i| self.dst.add((j0 + j) * self.dst_row + i0 + i);
                             if h == T && w == T {
                                 // Whole tiles as rows of T floats, the shuffle in registers.
                                 let tile: [[f32; T]; T] = std::array::from_fn(|i| {
@@ -359,7 +410,7 @@ pub fn transpose_into(backend: Backend, m: ArrayView2<f32>, mut out: ArrayViewMu
                 }
             },
         )
-    });
+    }
 }
 
 /// The side of the tiles [`transpose_into`] copies whole.

@@ -9,19 +9,21 @@
 //! - a product's output element is `init`, then one fused multiply-add per inner index, in increasing
 //!   order (`acc = a·b + acc`); vectors run across output columns, never along the inner dimension;
 //! - element-wise passes are the same scalar expression on every element;
-//! - work is shared between threads by whole output elements, never by parts of one sum.
+//! - work is shared between threads by whole output elements; the one sum split in parts is a
+//!   layer's over its inner dimension, always in the same two halves, added last ([`halves`]).
 //!
 //! So neither the vector width, nor the block shape, nor the thread count changes a number.
 
 mod dense;
 mod elementwise;
 mod grouped;
+pub mod halves;
 mod pool;
 mod sparse;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-pub use dense::{Dense, transpose_into};
+pub use dense::{Dense, Transpose, transpose_into};
 pub use elementwise::{add_halves, add_rows, scale_into, with_backend};
 pub use grouped::{GROUP, Grouped};
 pub use pool::{Pool, SPIN};

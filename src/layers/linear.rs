@@ -2,7 +2,7 @@
 //!
 //! Shapes: input `x` is `N x IN`, weight `W` is `IN x OUT`, bias `b` is `1 x OUT`, output is `N x OUT`.
 //!
-//! - forward:  `out = x W + b`
+//! - forward:  `out = x W + b` (for a large `W`, in two halves of its rows: `(b + x₀ W₀) + x₁ W₁`)
 //! - backward: `dW = xᵀ dout`, `db = 1ᵀ dout` (column sums), `dinp = dout Wᵀ`
 //!
 //! Gradients are overwritten, never accumulated. This is the plain form; the network's plan runs the
@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::{Layer, Param};
-use crate::kernels::{self, Dense, Plain};
+use crate::kernels::{self, Dense, Plain, halves};
 
 pub struct Linear {
     name: String,
@@ -61,8 +61,16 @@ impl Layer for Linear {
 
     fn forward(&mut self, inp: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
         let [weight, bias] = &self.params;
+        let (w, backend) = (weight.value.view(), kernels::current());
         let bias = bias.value.row(0).to_slice().expect("one row");
-        Dense::new(inp, weight.value.view(), Some(bias), &mut out).run(kernels::current(), &Plain);
+        // A large weight's sums run in two halves, added ([`halves`]): the same numbers as the plan's.
+        match halves::dense_mid(w.nrows(), w.ncols()) {
+            Some(mid) => {
+                let scratch = &mut halves::Scratch::default();
+                halves::dense_forward(backend, inp, w, bias, mid, scratch, out, &Plain)
+            }
+            None => Dense::new(inp, w, Some(bias), &mut out).run(backend, &Plain),
+        }
     }
 
     fn backward(

@@ -10,16 +10,18 @@ use crate::kernels::{self, Backend, Dense, Epilogue, Part, Plain, SparseProduct}
 use crate::layers::Param;
 use crate::optim::Sgd;
 
-use super::halves;
+use super::sparse_halves;
 
 /// The weight gradient of Linear layer `i`, `dW = xᵀ dout` (for a sparse first layer
 /// `Sᵀ dout + offset · 1 · dbᵀ`, with `db` already in the bias's `grad`), each part followed at once by
-/// `sgd`'s update of the same elements, on the thread that computed them. Unless `keep`, the sparse
+/// `sgd`'s update of the same elements, on the thread that computed them; a dense weight split at
+/// `mid` is cut into parts there ([`kernels::halves`]). Unless `keep`, the sparse
 /// first layer's gradient is not written (its `grad` is then stale).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_gradient(
     backend: Backend,
     i: usize,
+    mid: Option<usize>,
     x: &InputBatch,
     inp: Option<ArrayView2<f32>>,
     dout: ArrayView2<f32>,
@@ -46,20 +48,25 @@ pub(super) fn weight_gradient(
             let by_pixel = sparse.by_pixel;
             let product = SparseProduct::new(by_pixel, dout, row, &mut grad);
             match (sgd, keep) {
-                (None, _) => halves::gradient(backend, by_pixel, product, &Plain),
+                (None, _) => sparse_halves::gradient(backend, by_pixel, product, &Plain),
                 (Some(&sgd), true) => {
                     let epi = InRegisters::<true> { sgd, to: &fused };
-                    halves::gradient(backend, by_pixel, product, &epi)
+                    sparse_halves::gradient(backend, by_pixel, product, &epi)
                 }
                 (Some(&sgd), false) => {
                     let epi = InRegisters::<false> { sgd, to: &fused };
-                    halves::gradient(backend, by_pixel, product, &epi)
+                    sparse_halves::gradient(backend, by_pixel, product, &epi)
                 }
             }
         }
         _ => {
             let inp = inp.unwrap_or_else(|| x.dense());
-            Dense::new(inp.t(), dout, None, &mut grad).run_then(backend, &Plain, &then);
+            let dim = grad.dim();
+            let product = Dense::new(inp.t(), dout, None, &mut grad);
+            match mid {
+                Some(mid) => kernels::halves::weight_gradient(backend, &product, dim, mid, &then),
+                None => product.run_then(backend, &Plain, &then),
+            }
         }
     }
 }

@@ -15,8 +15,10 @@
 //!   same as a whole pass. Anything else (a layer given as a plain [`Layer`]) runs its own passes.
 //! - **The sparse first layer.** A first Linear layer reads a sparse batch, `x = S + offset`, by its
 //!   nonzero pixels: `x W + b = S W + (b + offset · colsum W)` and `xᵀ D = Sᵀ D + offset · 1 · dbᵀ`.
-//!   Both are split over the pixels in two fixed halves (`halves.rs`), so that on two threads each
-//!   core keeps its half of the weight in its own cache.
+//!   Both are split over the pixels in two fixed halves (`sparse_halves.rs`), so that on two threads
+//!   each core keeps its half of the weight in its own cache.
+//! - **A large dense weight** is split over its rows in two fixed halves the same way
+//!   ([`kernels::halves`]), in its forward pass, `Wᵀ`, `D Wᵀ` and its gradient and update.
 //! - **The update fused into the gradient.** Each part of a weight's gradient is followed at once, on
 //!   the thread that computed it, by the SGD update of the same rows, while they are in cache.
 //!
@@ -27,6 +29,7 @@ use rand::Rng;
 
 use crate::activation::{Activation, Apply, Derivative};
 use crate::batch::{InputBatch, InputPath};
+use crate::kernels::halves::{self as split, Scratch};
 use crate::kernels::{self, Backend, Dense, Plain};
 use crate::layers::{Layer, Param};
 use crate::loss::{BatchStats, Loss};
@@ -34,7 +37,7 @@ use crate::optim::Sgd;
 use crate::spec::{LayerSpec, NetSpec};
 
 mod fused_update;
-mod halves;
+mod sparse_halves;
 use fused_update::weight_gradient;
 
 /// A stage of [`Network::train_step`]; numbers are layer indices.
@@ -93,8 +96,11 @@ pub struct Network {
     transposed: Vec<Array2<f32>>,
     /// The sparse first layer's gradient's constant row, `offset · db`.
     row: Vec<f32>,
-    /// The sparse first layer's forward pass's buffers.
-    halves: halves::Scratch,
+    /// Where each Linear layer's weight is split in halves for a dense input, if it is
+    /// ([`split::dense_mid`]).
+    mids: Vec<Option<usize>>,
+    /// Each layer's buffers for the second half of a split forward pass.
+    halves: Vec<Scratch>,
     /// The first layer of the light tail, which runs beside the next batch's building (see
     /// [`light_tail`]).
     tail: usize,
@@ -164,10 +170,22 @@ impl Network {
                 _ => Array2::zeros((0, 0)),
             })
             .collect();
+        let mids = (0..layers.len())
+            .map(|i| match ops[i] {
+                Op::Linear => {
+                    let (k, n) = layers[i].params()[0].value.dim();
+                    split::dense_mid(k, n)
+                }
+                _ => None,
+            })
+            .collect();
         Network {
             tail: light_tail(&layers, input_width, &widths, capacity),
             row: vec![0.0; widths.first().copied().unwrap_or(0)],
-            halves: halves::Scratch::default(),
+            halves: std::iter::repeat_with(Scratch::default)
+                .take(layers.len())
+                .collect(),
+            mids,
             outputs: buffers(),
             douts: buffers(),
             transposed,
@@ -355,9 +373,9 @@ impl Network {
                 match (i, x.sparse()) {
                     (0, Some(sparse)) => {
                         let (w, by_pixel) = (weight.value.view(), sparse.by_pixel);
-                        let scratch = &mut self.halves;
+                        let scratch = &mut self.halves[i];
                         match next {
-                            Some(act) => halves::forward(
+                            Some(act) => sparse_halves::forward(
                                 backend,
                                 by_pixel,
                                 w,
@@ -366,17 +384,40 @@ impl Network {
                                 out,
                                 &Apply(act),
                             ),
-                            None => {
-                                halves::forward(backend, by_pixel, w, bias, scratch, out, &Plain)
-                            }
+                            None => sparse_halves::forward(
+                                backend, by_pixel, w, bias, scratch, out, &Plain,
+                            ),
                         }
                     }
                     _ => {
-                        let product =
-                            Dense::new(dense_input(), weight.value.view(), Some(bias), &mut out);
-                        match next {
-                            Some(act) => product.run(backend, &Apply(act)),
-                            None => product.run(backend, &Plain),
+                        let (inp, w) = (dense_input(), weight.value.view());
+                        match (self.mids[i], next) {
+                            (Some(mid), Some(act)) => {
+                                let scratch = &mut self.halves[i];
+                                split::dense_forward(
+                                    backend,
+                                    inp,
+                                    w,
+                                    bias,
+                                    mid,
+                                    scratch,
+                                    out,
+                                    &Apply(act),
+                                )
+                            }
+                            (Some(mid), None) => {
+                                let scratch = &mut self.halves[i];
+                                split::dense_forward(
+                                    backend, inp, w, bias, mid, scratch, out, &Plain,
+                                )
+                            }
+                            (None, next) => {
+                                let product = Dense::new(inp, w, Some(bias), &mut out);
+                                match next {
+                                    Some(act) => product.run(backend, &Apply(act)),
+                                    None => product.run(backend, &Plain),
+                                }
+                            }
                         }
                     }
                 }
@@ -435,21 +476,32 @@ impl Network {
                 kernels::add_rows(backend, rows, db);
                 if let Some(mut dinp) = dinp {
                     // dinp = dout Wᵀ (⊙ f' of the folded activation), before W is updated.
-                    let mut wt = self.transposed[i].view_mut();
-                    kernels::transpose_into(backend, weight.value.view(), wt.view_mut());
-                    let product = Dense::new(dout, self.transposed[i].view(), None, &mut dinp);
-                    match folds_previous {
-                        Some(act) => {
-                            let out = self.outputs[i - 1].slice(s![..n, ..]);
-                            product.run(backend, &Derivative { act, out })
+                    let (w, mut wt) = (weight.value.view(), self.transposed[i].view_mut());
+                    let before = self.outputs[i - 1].slice(s![..n, ..]);
+                    match (self.mids[i], folds_previous) {
+                        (Some(mid), Some(act)) => {
+                            let epi = Derivative { act, out: before };
+                            split::input_gradient(backend, w, wt, mid, dout, dinp, &epi)
                         }
-                        None => product.run(backend, &Plain),
+                        (Some(mid), None) => {
+                            split::input_gradient(backend, w, wt, mid, dout, dinp, &Plain)
+                        }
+                        (None, folds) => {
+                            kernels::transpose_into(backend, w, wt.view_mut());
+                            let product =
+                                Dense::new(dout, self.transposed[i].view(), None, &mut dinp);
+                            match folds {
+                                Some(act) => product.run(backend, &Derivative { act, out: before }),
+                                None => product.run(backend, &Plain),
+                            }
+                        }
                     }
                 }
                 let db = bias.grad.row(0).to_slice().expect("one row");
                 weight_gradient(
                     backend,
                     i,
+                    self.mids[i],
                     x,
                     inp,
                     dout,
