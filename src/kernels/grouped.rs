@@ -7,19 +7,31 @@
 pub const GROUP: usize = 4;
 
 /// A sparse matrix by groups of [`GROUP`] rows: group `g` (rows `4g..4g + 4`) has the entries
-/// `starts[g]..starts[g + 1]`, each a column (increasing) and the four rows' values there. Storage
-/// only grows, so refilling it for every batch allocates nothing once it has seen the largest; `cols`
-/// and `vals` are longer than the entries (the fills write without branching, into room kept for the
-/// most entries a batch can have).
+/// `starts[g]..ends[g]`, each a column (increasing) and the four rows' values there. Storage only
+/// grows, so refilling it for every batch allocates nothing once it has seen the largest; `cols` and
+/// `vals` are longer than the entries (the fills write without branching, into room kept for the
+/// most entries a batch can have, and the groups of [`Grouped::fill_columns`] have gaps between them).
 #[derive(Debug, Clone, Default)]
 pub struct Grouped {
     pub(super) nrows: usize,
     pub(super) ncols: usize,
     /// Nonzero values in all, for the density that picks the input path.
     nonzeros: usize,
-    pub(super) starts: Vec<u32>,
+    starts: Vec<u32>,
+    ends: Vec<u32>,
     pub(super) cols: Vec<u32>,
     pub(super) vals: Vec<[f32; GROUP]>,
+}
+
+/// The four bytes as floats times `scale`, and how many of them are nonzero.
+#[inline(always)]
+fn entry(bytes: [u8; GROUP], scale: f32) -> ([f32; GROUP], usize) {
+    let word = u32::from_le_bytes(bytes);
+    // Nonzero bytes: the high bit of each byte of (low seven bits + 0x7f) | byte, summed by a
+    // multiply into the top byte.
+    let high = (((word & 0x7f7f_7f7f) + 0x7f7f_7f7f) | word) & 0x8080_8080;
+    let nonzeros = ((high >> 7).wrapping_mul(0x0101_0101) >> 24) as usize;
+    (bytes.map(|p| p as f32 * scale), nonzeros)
 }
 
 impl Grouped {
@@ -29,7 +41,7 @@ impl Grouped {
         self.ncols = ncols;
         self.nonzeros = 0;
         self.starts.clear();
-        self.starts.push(0);
+        self.ends.clear();
         if self.cols.len() <= entries {
             self.cols.resize(entries + 1, 0);
             self.vals.resize(entries + 1, [0.0; GROUP]);
@@ -41,20 +53,18 @@ impl Grouped {
     /// next free entry and kept by moving past it only if nonzero: no branch to mispredict.
     #[inline(always)]
     fn push_group(&mut self, candidates: impl Iterator<Item = (usize, [u8; GROUP])>, scale: f32) {
-        let mut at = *self.starts.last().expect("starts begin at 0") as usize;
-        let mut nonzeros = 0;
+        let start = self.ends.last().copied().unwrap_or(0);
+        let (mut at, mut nonzeros) = (start as usize, 0);
         for (c, bytes) in candidates {
+            let (vals, n) = entry(bytes, scale);
             self.cols[at] = c as u32;
-            self.vals[at] = bytes.map(|p| p as f32 * scale);
-            let word = u32::from_le_bytes(bytes);
-            at += (word != 0) as usize;
-            // Nonzero bytes: the high bit of each byte of (low seven bits + 0x7f) | byte, summed
-            // by a multiply into the top byte.
-            let high = (((word & 0x7f7f_7f7f) + 0x7f7f_7f7f) | word) & 0x8080_8080;
-            nonzeros += ((high >> 7).wrapping_mul(0x0101_0101) >> 24) as usize;
+            self.vals[at] = vals;
+            at += (n != 0) as usize;
+            nonzeros += n;
         }
         self.nonzeros += nonzeros;
-        self.starts.push(at as u32);
+        self.starts.push(start);
+        self.ends.push(at as u32);
     }
 
     /// The matrix with rows `row(0..nrows)`, each `ncols` bytes, their nonzero bytes times `scale`
@@ -83,6 +93,9 @@ impl Grouped {
     /// The transpose of [`Grouped::fill_rows`]'s matrix: rows are the columns `0..ncols` of the
     /// `row(0..nrows)` (a batch's pixels, by pixel), four neighbouring ones to a group, each group
     /// listing the rows where any of them is nonzero, in increasing order.
+    ///
+    /// Each of `row(0..nrows)` is read once, in order (an image at a time, not a pixel group at a
+    /// time across all images): group `g` keeps room for every row, from `g · nrows`.
     pub fn fill_columns<'a>(
         &mut self,
         nrows: usize,
@@ -93,19 +106,43 @@ impl Grouped {
         let groups = ncols.div_ceil(GROUP);
         self.clear(nrows, groups * nrows);
         self.nrows = ncols;
-        for i in 0..nrows {
-            assert_eq!(row(i).len(), ncols, "row width");
-        }
-        // Group g's four bytes of a row, zeros past its end.
-        let chunk = |bytes: &[u8], g: usize| -> [u8; GROUP] {
-            match bytes.get(g * GROUP..g * GROUP + GROUP) {
-                Some(b) => b.try_into().expect("a group"),
-                None => std::array::from_fn(|k| bytes.get(g * GROUP + k).copied().unwrap_or(0)),
-            }
+        self.starts.extend((0..groups).map(|g| (g * nrows) as u32));
+        self.ends.extend_from_slice(&self.starts);
+        let (cols, vals, ends) = (&mut self.cols[..], &mut self.vals[..], &mut self.ends[..]);
+        let mut nonzeros = 0;
+        let mut push = |g: usize, i: usize, bytes: [u8; GROUP]| {
+            let at = ends[g] as usize;
+            let (v, n) = entry(bytes, scale);
+            cols[at] = i as u32;
+            vals[at] = v;
+            ends[g] += (n != 0) as u32;
+            nonzeros += n;
         };
-        for g in 0..groups {
-            self.push_group((0..nrows).map(|i| (i, chunk(row(i), g))), scale);
+        for i in 0..nrows {
+            let bytes = row(i);
+            assert_eq!(bytes.len(), ncols, "row width");
+            let (whole, rest) = bytes.as_chunks::<GROUP>();
+            for (g, &chunk) in whole.iter().enumerate() {
+                push(g, i, chunk);
+            }
+            if !rest.is_empty() {
+                // The missing pixels of a short last group are zeros.
+                let chunk = std::array::from_fn(|k| rest.get(k).copied().unwrap_or(0));
+                push(whole.len(), i, chunk);
+            }
         }
+        self.nonzeros = nonzeros;
+    }
+
+    /// Group `g`'s entries, as indices into `cols` and `vals`.
+    #[inline(always)]
+    pub(super) fn entries(&self, g: usize) -> std::ops::Range<usize> {
+        self.starts[g] as usize..self.ends[g] as usize
+    }
+
+    /// Entries in the groups `groups`.
+    pub(super) fn count(&self, groups: std::ops::Range<usize>) -> usize {
+        groups.map(|g| self.entries(g).len()).sum()
     }
 
     pub fn nrows(&self) -> usize {
@@ -123,13 +160,12 @@ impl Grouped {
 
     /// Groups of [`GROUP`] rows.
     pub fn groups(&self) -> usize {
-        self.starts.len() - 1
+        self.starts.len()
     }
 
     /// Row `r`'s nonzero entries, `(column, value)`, columns increasing.
     pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
-        let g = r / GROUP;
-        let range = self.starts[g] as usize..self.starts[g + 1] as usize;
+        let range = self.entries(r / GROUP);
         self.cols[range.clone()]
             .iter()
             .zip(&self.vals[range])

@@ -75,8 +75,8 @@ impl<'a> SparseProduct<'a> {
 
     /// The multiply-adds the rows of `groups` take.
     pub fn work(&self, groups: Range<usize>) -> usize {
-        let entries = self.rows.starts[groups.end] - self.rows.starts[groups.start];
-        (entries as usize + groups.len()) * GROUP * self.n
+        let entries = self.rows.count(groups.clone());
+        (entries + groups.len()) * GROUP * self.n
     }
 
     /// The rows of `groups` (groups of [`GROUP`] rows) on this thread, `epi` on every block and
@@ -149,7 +149,7 @@ unsafe fn block<const W: usize, E: Epilogue>(
     epi: &E,
 ) -> usize {
     let m = s.rows;
-    let entries = m.starts[g] as usize..m.starts[g + 1] as usize;
+    let entries = m.entries(g);
     let (cols, vals) = (&m.cols[entries.clone()], &m.vals[entries]);
     let rows = (m.nrows - g * GROUP).min(GROUP);
     // SAFETY: columns j0..j0 + W of `init`, of rows c < ncols of `src` (made so by the fills) and of
@@ -255,7 +255,7 @@ impl<'a> ScatterProduct<'a> {
     /// The multiply-adds the product takes.
     pub fn work(&self) -> usize {
         let (first, end) = self.groups;
-        let entries = (self.rows.starts[end] - self.rows.starts[first]) as usize;
+        let entries = self.rows.count(first..end);
         let dense = if self.offset == 0.0 { 0 } else { end - first };
         (entries * GROUP + dense * GROUP + self.rows.ncols()) * self.n
     }
@@ -342,7 +342,7 @@ unsafe fn scatter_block<const W: usize, E: Epilogue>(
                     [0.0; W]
                 }
             });
-            let entries = m.starts[g] as usize..m.starts[g + 1] as usize;
+            let entries = m.entries(g);
             for (&i, v) in m.cols[entries.clone()].iter().zip(&m.vals[entries]) {
                 let mut acc = load::<W>(out(i as usize), W);
                 for (w, &v) in w.iter().zip(v) {
