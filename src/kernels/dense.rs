@@ -153,7 +153,7 @@ unsafe fn body<const R: usize, const B: usize, E: Epilogue>(d: &Dense, part: &Pa
             match left {
                 _ if left >= B => columns::<R, B, E>(d, part, j0, B, epi),
                 _ if room && whole == 32 => columns::<R, 32, E>(d, part, j0, left, epi),
-                _ if room && whole == 16 => columns::<8, 16, E>(d, part, j0, left, epi),
+                _ if room && whole == 16 => columns::<R, 16, E>(d, part, j0, left, epi),
                 _ if room && whole == 8 => columns::<8, 8, E>(d, part, j0, left, epi),
                 _ if room && whole == 4 => columns::<8, 4, E>(d, part, j0, left, epi),
                 32.. if B > 32 => columns::<R, 32, E>(d, part, j0, 32, epi),
