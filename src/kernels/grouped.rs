@@ -6,11 +6,14 @@
 /// Rows per group.
 pub const GROUP: usize = 4;
 
+/// Groups of an image tested for nonzeros at once by [`Grouped::fill_columns`].
+const RUN: usize = 64;
+
 /// A sparse matrix by groups of [`GROUP`] rows: group `g` (rows `4g..4g + 4`) has the entries
 /// `starts[g]..ends[g]`, each a column (increasing) and the four rows' values there. Storage only
 /// grows, so refilling it for every batch allocates nothing once it has seen the largest; `cols` and
-/// `vals` are longer than the entries (the fills write without branching, into room kept for the
-/// most entries a batch can have, and the groups of [`Grouped::fill_columns`] have gaps between them).
+/// `vals` are longer than the entries (they keep room for the most entries a batch can have, and the
+/// groups of [`Grouped::fill_columns`] have gaps between them).
 #[derive(Debug, Clone, Default)]
 pub struct Grouped {
     pub(super) nrows: usize,
@@ -122,8 +125,17 @@ impl Grouped {
             let bytes = row(i);
             assert_eq!(bytes.len(), ncols, "row width");
             let (whole, rest) = bytes.as_chunks::<GROUP>();
-            for (g, &chunk) in whole.iter().enumerate() {
-                push(g, i, chunk);
+            // Most groups of an image are zero: find the others by a mask of a run of groups at
+            // a time (a vector compare), and write only those.
+            for (run, groups) in whole.chunks(RUN).enumerate() {
+                let mut mask = groups.iter().enumerate().fold(0u64, |m, (k, &b)| {
+                    m | (((u32::from_ne_bytes(b) != 0) as u64) << k)
+                });
+                while mask != 0 {
+                    let k = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    push(run * RUN + k, i, groups[k]);
+                }
             }
             if !rest.is_empty() {
                 // The missing pixels of a short last group are zeros.

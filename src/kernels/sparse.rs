@@ -370,9 +370,13 @@ mod tests {
 
     /// 23 rows of 70 bytes, some all zero, one all nonzero.
     fn bytes() -> Vec<Vec<u8>> {
-        (0..23u32)
+        bytes_of(23, 70)
+    }
+
+    fn bytes_of(rows: u32, cols: u32) -> Vec<Vec<u8>> {
+        (0..rows)
             .map(|r| {
-                (0..70u32)
+                (0..cols)
                     .map(|c| match r {
                         5 => 0,
                         9 => 200,
@@ -394,18 +398,21 @@ mod tests {
         d
     }
 
-    /// By rows and by columns, the same matrix transposed.
+    /// By rows and by columns, the same matrix transposed (rows of 70 bytes, and of 301: more
+    /// groups than one mask of nonzero groups covers, and a short last group).
     #[test]
     fn the_two_fills_are_transposes() {
-        let rows = bytes();
-        let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
-        by_rows.fill_rows(23, 70, |r| &rows[r], 0.5);
-        by_cols.fill_columns(23, 70, |r| &rows[r], 0.5);
-        let want = Array2::from_shape_fn((23, 70), |(r, c)| rows[r][c] as f32 * 0.5);
-        assert_eq!(dense(&by_rows), want);
-        assert_eq!(dense(&by_cols), want.t());
-        let nonzeros = want.iter().filter(|&&v| v != 0.0).count();
-        assert_eq!((by_rows.nnz(), by_cols.nnz()), (nonzeros, nonzeros));
+        for (n, width) in [(23, 70), (10, 301)] {
+            let rows = bytes_of(n as u32, width as u32);
+            let (mut by_rows, mut by_cols) = (Grouped::default(), Grouped::default());
+            by_rows.fill_rows(n, width, |r| &rows[r], 0.5);
+            by_cols.fill_columns(n, width, |r| &rows[r], 0.5);
+            let want = Array2::from_shape_fn((n, width), |(r, c)| rows[r][c] as f32 * 0.5);
+            assert_eq!(dense(&by_rows), want);
+            assert_eq!(dense(&by_cols), want.t());
+            let nonzeros = want.iter().filter(|&&v| v != 0.0).count();
+            assert_eq!((by_rows.nnz(), by_cols.nnz()), (nonzeros, nonzeros));
+        }
     }
 
     /// Against the dense reference product of the same matrix, on every backend, one thread and
