@@ -451,7 +451,8 @@ unsafe fn tile_avx(src: *const f32, src_row: usize, dst: *mut f32, dst_row: usiz
                 _ => _mm256_unpackhi_ps(a, b),
             }
         });
-        // s[q] holds columns q (first half of the rows) for q < 4, from rows 0-3 or 4-7.
+        // For q < 4, s[q] holds columns q and q + 4 of rows 0-3 (one per 128-bit lane), s[q + 4]
+        // the same of rows 4-7.
         let s: [__m256; T] = std::array::from_fn(|i| {
             let (base, q) = (i / 4 * 4, i % 4);
             let (a, b) = (t[base + q / 2], t[base + q / 2 + 2]);
