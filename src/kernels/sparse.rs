@@ -106,9 +106,11 @@ impl<'a> SparseProduct<'a> {
     }
 }
 
+// AVX2 blocks of 24 columns: the group's four rows take twelve of the sixteen vector registers,
+// each loaded row feeds three vectors of multiply-adds, and 32 columns would spill.
 instantiate! {
     /// One part of a [`SparseProduct`] (whole groups of rows), on this thread.
-    fn sparse_part(SparseProduct<'_>) => body [16] [16] [64]
+    fn sparse_part(SparseProduct<'_>) => body [16] [24] [64]
 }
 
 /// # Safety
@@ -278,9 +280,10 @@ impl<'a> ScatterProduct<'a> {
     }
 }
 
+// 24 columns on AVX2, as `sparse_part`.
 instantiate! {
     /// One part of columns of a [`ScatterProduct`], on this thread.
-    fn scatter_part(ScatterProduct<'_>) => scatter_body [16] [16] [64]
+    fn scatter_part(ScatterProduct<'_>) => scatter_body [16] [24] [64]
 }
 
 /// # Safety
