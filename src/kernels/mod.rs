@@ -27,7 +27,7 @@ pub use dense::{Dense, Transpose, transpose_into};
 pub use elementwise::{add_halves, add_rows, scale_into, with_backend};
 pub use grouped::{GROUP, Grouped};
 pub use pool::{Pool, SPIN};
-pub use sparse::{ScatterProduct, SparseProduct};
+pub use sparse::{ScatterProduct, SparseProduct, block_columns};
 
 /// What a product does to each block of an output row once it is summed, while it is in registers:
 /// an element-wise activation, or the derivative of one (see `network`). `apply(row, first_col,
@@ -187,7 +187,7 @@ pub fn current() -> Backend {
 /// per backend (their registers differ); the order of the sums is not.
 macro_rules! instantiate {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($job:ty) => $body:ident
-        [$($p:literal),*] [$($a:literal),*] [$($x:literal),*]) => {
+        [$($p:tt),*] [$($a:tt),*] [$($x:tt),*]) => {
         $(#[$doc])*
         $vis fn $name<E: $crate::kernels::Epilogue>(
             backend: $crate::kernels::Backend,

@@ -106,11 +106,24 @@ impl<'a> SparseProduct<'a> {
     }
 }
 
-// AVX2 blocks of 24 columns: the group's four rows take twelve of the sixteen vector registers,
-// each loaded row feeds three vectors of multiply-adds, and 32 columns would spill.
+/// Output columns a block of the sparse kernels holds, per backend (portable, avx2, avx512). AVX2's
+/// four rows of 24 take twelve of its sixteen vector registers and each loaded row feeds three vectors
+/// of multiply-adds; 32 would spill.
+const COLUMNS: [usize; 3] = [16, 24, 64];
+
+/// The widest block of output columns the sparse kernels take on `backend`: parts of columns in
+/// multiples of it are whole blocks.
+pub fn block_columns(backend: Backend) -> usize {
+    match backend {
+        Backend::Portable => COLUMNS[0],
+        Backend::Avx2 => COLUMNS[1],
+        Backend::Avx512 => COLUMNS[2],
+    }
+}
+
 instantiate! {
     /// One part of a [`SparseProduct`] (whole groups of rows), on this thread.
-    fn sparse_part(SparseProduct<'_>) => body [16] [24] [64]
+    fn sparse_part(SparseProduct<'_>) => body [{ COLUMNS[0] }] [{ COLUMNS[1] }] [{ COLUMNS[2] }]
 }
 
 /// # Safety
@@ -280,10 +293,10 @@ impl<'a> ScatterProduct<'a> {
     }
 }
 
-// 24 columns on AVX2, as `sparse_part`.
 instantiate! {
     /// One part of columns of a [`ScatterProduct`], on this thread.
-    fn scatter_part(ScatterProduct<'_>) => scatter_body [16] [24] [64]
+    fn scatter_part(ScatterProduct<'_>) =>
+        scatter_body [{ COLUMNS[0] }] [{ COLUMNS[1] }] [{ COLUMNS[2] }]
 }
 
 /// # Safety

@@ -37,7 +37,12 @@ pub(super) fn forward<E: Epilogue>(
         ScatterProduct::new(by_pixel, w, zeros, &mut partial).groups(second),
     ]
     .map(|half| half.offset(OFFSET));
-    let width = part_size(n, 64, halves[0].work() + halves[1].work());
+    // Parts of whole blocks, so that no part ends in a narrower, slower one.
+    let width = part_size(
+        n,
+        kernels::block_columns(backend),
+        halves[0].work() + halves[1].work(),
+    );
     let parts = n.div_ceil(width);
     Pool::current().run(&[parts, parts], kernels::threads(), &|half, p| {
         halves[half].columns(backend, p * width..((p + 1) * width).min(n), &Plain)
